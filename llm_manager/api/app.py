@@ -1,0 +1,76 @@
+"""Build the one Tornado application: our API handlers plus the Panel dashboard at /dashboard.
+
+Panel's server (Bokeh's Tornado application underneath) takes our handlers as ``extra_patterns``,
+so the proxy, the management API, the WebUI and the dashboard share one port and one IOLoop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..manager import Manager
+from .base import NotFoundHandler
+from .events import EventSocket
+from .management import (
+    ConfigHandler,
+    DevicesHandler,
+    EventsHandler,
+    HealthHandler,
+    InfoHandler,
+    LogsHandler,
+    ModelActionHandler,
+    ModelsInfoHandler,
+    PlanHandler,
+    PluginsHandler,
+)
+from .openai import ModelsHandler, ProxyHandler
+from .static import WebUIHandler
+
+NAME = r"([^/]+)"
+
+
+def api_patterns(manager: Manager) -> list[tuple]:
+    """Every route of ours, in match order (first match wins)."""
+    m = {"manager": manager}
+    routes: list[tuple] = [
+        (r"/v1/models/?", ModelsHandler, m),
+        (rf"/v1/models/{NAME}", ModelsHandler, m),
+        (r"/(v1/.+)", ProxyHandler, m),
+        (r"/api/health", HealthHandler, m),
+        (r"/api/info", InfoHandler, m),
+        (r"/api/models-info", ModelsInfoHandler, m),
+        (r"/api/devices", DevicesHandler, m),
+        (rf"/api/models/{NAME}/(start|stop)", ModelActionHandler, m),
+        (rf"/api/plan/{NAME}", PlanHandler, m),
+        (rf"/api/logs/{NAME}", LogsHandler, m),
+        (r"/api/events", EventsHandler, m),
+        (r"/api/config", ConfigHandler, m),
+        (r"/api/plugins", PluginsHandler, m),
+        (r"/api/ws", EventSocket, m),
+    ]
+    for extra in manager.extra_routes:
+        routes.append(extra)
+    routes += [
+        (r"/api/.*", NotFoundHandler, m),
+        (r"/()", WebUIHandler),
+        (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon)(.*)", WebUIHandler),
+    ]
+    return routes
+
+
+def build_server(manager: Manager, host: str, port: int, dashboard: bool = True) -> Any:
+    """A panel.io.server.Server bound to host:port (port 0 picks a free one), not yet started."""
+    import panel as pn
+
+    apps: dict[str, Any] = {}
+    if dashboard:
+        from ..panel_app.dashboard import create_dashboard
+
+        apps["dashboard"] = lambda: create_dashboard(manager)
+    server = pn.serve(
+        apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
+        port=port, address=host, show=False, start=False, title="llm-manager",
+        extra_patterns=api_patterns(manager), websocket_origin="*",
+    )
+    server._tornado.settings["cors_origins"] = manager.config.program.cors_origins
+    return server

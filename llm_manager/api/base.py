@@ -1,0 +1,90 @@
+"""Shared handler behaviour: OpenAI-style JSON errors (never a traceback), CORS, JSON rendering."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from ..errors import BadRequest, LLMManagerError
+from ..manager import Manager
+
+log = logging.getLogger("llm_manager.api")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    manager: Manager
+
+    def initialize(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def set_default_headers(self) -> None:
+        origins = self.application.settings.get("cors_origins") or ()
+        origin = self.request.headers.get("Origin")
+        if origin and ("*" in origins or origin in origins):
+            self.set_header("Access-Control-Allow-Origin", "*" if "*" in origins else origin)
+            self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args: Any) -> None:
+        self.set_status(204)
+        self.finish()
+
+    def check_xsrf_cookie(self) -> None:  # an API, authenticated by bearer keys, not cookies
+        return
+
+    def write_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj, default=str))
+
+    def send_llm_error(self, exc: LLMManagerError) -> None:
+        if self._finished:
+            return
+        if self._headers_written:
+            self.finish()
+            return
+        self.clear()
+        self.set_default_headers()
+        for k, v in exc.headers.items():
+            self.set_header(k, v)
+        self.write_json(exc.body(), exc.status)
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado's last resort: still an OpenAI-style body, never a traceback."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, LLMManagerError):
+            self.send_llm_error(exc)
+            return
+        if isinstance(exc, tornado.web.HTTPError):
+            message = exc.log_message or self._reason
+        else:
+            message = "internal error; see the server log" if status_code >= 500 else self._reason
+        kind = "server_error" if status_code >= 500 else "invalid_request_error"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {"message": message, "type": kind, "param": None, "code": status_code}}))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, LLMManagerError):
+            self.send_llm_error(e)
+            return
+        super()._handle_request_exception(e)
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths get a JSON 404 like everything else."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, f"no route for {self.request.method} {self.request.path}")

@@ -1,0 +1,91 @@
+"""/api/ws: one WebSocket carrying model state changes, device samples, throughput and usage ticks,
+model events, and log lines for the models a client subscribed to."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tornado.websocket
+
+from ..errors import LLMManagerError
+from ..manager import Manager
+
+TOPICS = ("model", "devices", "throughput", "usage", "event", "log")
+
+
+class EventSocket(tornado.websocket.WebSocketHandler):
+    def initialize(self, manager: Manager) -> None:
+        self.manager = manager
+        self._unsubscribe: list[Callable[[], None]] = []
+        self.log_models: set[str] = set()
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # authenticated by the admin key (when set), not by origin
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        security = self.manager.security
+        if security is not None:
+            try:
+                security.authorize_admin(self.request, token=self.get_argument("token", None))
+            except LLMManagerError as exc:
+                self.set_status(exc.status)
+                self.finish(json.dumps(exc.body()))
+                return
+        await super().get(*args, **kwargs)
+
+    def open(self) -> None:
+        m = self.manager
+        self._send({"type": "snapshot", "models": m.models_info(), "devices": m.devices_info()["devices"],
+                    "events": m.events[-50:], "ts": time.time()})
+        for topic in TOPICS:
+            self._unsubscribe.append(m.bus.subscribe(topic, self._on_event))
+
+    def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
+        if topic == "log":
+            if payload.get("model") in self.log_models:
+                self._send({"type": "log", **payload})
+        elif topic == "model":
+            self._send({"type": "model", "model": payload})
+        elif topic == "devices":
+            self._send({"type": "devices", "devices": payload["devices"], "ts": payload["ts"]})
+        elif topic == "usage":
+            self._send({"type": "usage", "record": payload})
+        elif topic == "event":
+            self._send({"type": "event", "event": payload})
+        else:
+            self._send({"type": topic, **payload})
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(json.dumps(msg, default=str))
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if isinstance(msg.get("subscribe_logs"), str):
+            name = msg["subscribe_logs"]
+            try:
+                name = self.manager.resolve(name).name
+            except LLMManagerError:
+                return
+            self.log_models.add(name)
+            for line in self.manager.logs(name, 200):
+                self._send({"type": "log", "model": name, **line})
+        if isinstance(msg.get("unsubscribe_logs"), str):
+            self.log_models.discard(msg["unsubscribe_logs"])
+
+    def on_close(self) -> None:
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe = []

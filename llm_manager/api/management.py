@@ -1,0 +1,119 @@
+"""The management API: health, info, models, devices, start/stop, plan, logs, config, plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+from .. import __version__
+from ..errors import LLMManagerError
+from .base import BaseHandler, log
+
+SECRET_KEYS = {"api_keys", "admin_key", "database_url"}
+
+
+class ManagementHandler(BaseHandler):
+    """Management endpoints require the admin key when one is configured."""
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS" and self.manager.security is not None:
+            self.manager.security.authorize_admin(self.request)
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"status": "ok", "uptime_s": time.time() - self.manager.started_at, "version": __version__})
+
+
+class InfoHandler(ManagementHandler):
+    def get(self) -> None:
+        m = self.manager
+        self.write_json({
+            "name": "llm-manager", "version": __version__, "host": m.config.program.host,
+            "port": m.config.program.port, "config_path": str(m.config.source) if m.config.source else None,
+            "models": len(m.supervisors), "devices": len(m.device_readings),
+            "auth_required": m.security is not None and m.security.auth_required, "started_at": m.started_at,
+            "data_dir": str(m.data_dir), "interfaces": sorted(m.interfaces), "warnings": list(m.config.warnings),
+        })
+
+
+class ModelsInfoHandler(ManagementHandler):
+    def get(self) -> None:
+        self.write_json({"models": self.manager.models_info()})
+
+
+class DevicesHandler(ManagementHandler):
+    async def get(self) -> None:
+        if self.get_argument("fresh", "0") == "1" or not self.manager.device_readings:
+            await self.manager.sample_devices()
+        self.write_json(self.manager.devices_info())
+
+
+class ModelActionHandler(ManagementHandler):
+    """POST /api/models/{name}/start|stop. start answers 202 at once unless ?wait=1."""
+
+    async def post(self, name: str, action: str) -> None:
+        m = self.manager
+        model = m.resolve(name)
+        if action == "stop":
+            self.write_json(await m.stop_model(model.name))
+            return
+        if self.get_argument("wait", "0") in ("1", "true"):
+            self.write_json(await m.start_model(model.name))
+            return
+        task = asyncio.ensure_future(m.start_model(model.name))
+        task.add_done_callback(_log_failure)
+        await asyncio.sleep(0)  # let the start enter "starting" before we answer
+        self.write_json({"model": model.name, "state": m.model_info(model.name)["state"]}, 202)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.warning("background start failed: %s", exc.message if isinstance(exc, LLMManagerError) else exc)
+
+
+class PlanHandler(ManagementHandler):
+    async def get(self, name: str) -> None:
+        self.write_json((await self.manager.plan(name)).to_dict())
+
+
+class LogsHandler(ManagementHandler):
+    def get(self, name: str) -> None:
+        try:
+            lines = int(self.get_argument("lines", "200"))
+        except ValueError:
+            lines = 200
+        model = self.manager.resolve(name)
+        self.write_json({"model": model.name, "lines": self.manager.logs(model.name, max(0, min(lines, 5000)))})
+
+
+class EventsHandler(ManagementHandler):
+    def get(self) -> None:
+        self.write_json({"events": self.manager.events[-200:]})
+
+
+def redacted(raw: Any) -> Any:
+    doc = copy.deepcopy(raw)
+    program = doc.get("program") if isinstance(doc, dict) else None
+    if isinstance(program, dict):
+        for key in SECRET_KEYS & set(program):
+            program[key] = "***"
+    return doc
+
+
+class ConfigHandler(ManagementHandler):
+    def get(self) -> None:
+        self.write_json(redacted(dict(self.manager.config.raw)))
+
+
+class PluginsHandler(ManagementHandler):
+    def get(self) -> None:
+        m = self.manager
+        self.write_json({
+            "interfaces": {name: sorted(p.get_supported_endpoints()) for name, p in m.interfaces.items()},
+            "devices": [{"name": r["name"], "plugin": r.get("plugin")} for r in m.device_readings],
+            "errors": m.plugin_errors + [e.to_dict() for e in m.devices.errors],
+        })

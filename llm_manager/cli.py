@@ -1,0 +1,244 @@
+"""``llm-manager serve | check-config | models | start | stop | plan | fake-backend``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import Config, load_config, parse_config
+from .errors import ConfigError, LLMManagerError
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"
+log = logging.getLogger("llm_manager")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
+    """Modes served by the interface plugins the config points at (built-ins plus its folder)."""
+    from .plugins import load_plugins
+
+    folder = None
+    if isinstance(raw, dict) and isinstance(raw.get("program"), dict):
+        folder = raw["program"].get("interface_plugin_dir")
+    extra = str(base_dir / folder) if isinstance(folder, str) else None
+    names = []
+    for cls in load_plugins("interfaces", "InterfacePlugin", extra).classes:
+        try:
+            names.append(cls().interface_name)
+        except Exception:  # a plugin needing arguments still gets its mode checked at serve time
+            continue
+    return tuple(names) or None
+
+
+def resolve_config_path(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if Path("config.json").exists():
+        return Path("config.json")
+    return DEMO_CONFIG
+
+
+def read_config(path: Path) -> Config:
+    """Load and validate, with the modes the config's interface plugins provide."""
+    cfg = load_config(path)  # syntax and structure first: names the path of any error
+    modes = known_modes(cfg.raw, cfg.base_dir)
+    return parse_config(dict(cfg.raw), cfg.base_dir, cfg.source, modes)
+
+
+def fail_config(exc: ConfigError) -> int:
+    print(f"invalid config: {exc.message}", file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------- serve
+
+
+async def serve(config: Config, host: str, port: int, data_dir: str | None, dashboard: bool = True) -> None:
+    from .api.app import build_server
+    from .manager import Manager
+    from .setup import attach_optional_layers
+
+    manager = Manager(config, data_dir)
+    attach_optional_layers(manager)
+    await manager.start()
+    server = build_server(manager, host, port, dashboard=dashboard)
+    server.start()
+    actual = server.port
+    where = f"http://{host}:{actual}"
+    print(f"llm-manager serving {len(config.models)} models on {where}  (API {where}/v1, dashboard {where}/dashboard)",
+          flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and (manager.security is None or not manager.security.auth_required):
+        log.warning("listening on %s with NO API keys: anyone who can reach this port can use every model", host)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("llm-manager stopping: stopping models", flush=True)
+    server.stop()
+    await manager.shutdown()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        config = read_config(path)
+    except ConfigError as exc:
+        return fail_config(exc)
+    logging.basicConfig(level=getattr(logging, config.program.log_level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if path == DEMO_CONFIG:
+        print(f"no --config and no ./config.json: serving the bundled demo config ({path})", flush=True)
+    for w in config.warnings:
+        log.warning("config: %s", w)
+    host = args.host or config.program.host
+    port = args.port if args.port is not None else config.program.port
+    asyncio.run(serve(config, host, port, args.data_dir, dashboard=not args.no_dashboard))
+    return 0
+
+
+# ---------------------------------------------------------------- offline inspection
+
+
+def _offline_plans(config: Config) -> dict[str, Any]:
+    """What placement would choose right now with nothing loaded (no server needed)."""
+    from .devices import DeviceRegistry
+    from .placement import plan
+
+    registry = DeviceRegistry(config.program, lambda _n: 0)
+    registry.load()
+    readings = registry.read()
+    plans = {}
+    for model in config.models.values():
+        names = {d for p in model.profiles for d in p.required_devices}
+        plans[model.name] = plan(model.name, model.profiles, registry.placement_view(names, readings), [])
+    return {"plans": plans, "readings": readings}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = read_config(Path(args.file))
+    except ConfigError as exc:
+        return fail_config(exc)
+    result = _offline_plans(config)
+    print(f"config {args.file}: OK, {len(config.models)} models")
+    for w in config.warnings:
+        print(f"  warning: {w}")
+    print("devices: " + (", ".join(f"{r['name']} ({'online' if r['online'] else 'offline'}, "
+                                   f"{r.get('available_memory_mb', 0)}/{r.get('total_memory_mb', 0)} MB free)"
+                                   for r in result["readings"]) or "none"))
+    for model in config.models.values():
+        p = result["plans"][model.name]
+        print(f"\n{model.name}  [{model.mode}]  port {model.port}" + ("  auto_start" if model.auto_start else ""))
+        print(f"  aliases: {', '.join(model.aliases) or '-'}")
+        for prof in model.profiles:
+            mem = ", ".join(f"{d}: {mb} MB" for d, mb in prof.memory_mb.items()) or "no devices"
+            launch = prof.bat_path or " ".join(prof.command or ())
+            print(f"  profile {prof.name}: {mem}; launch {launch}")
+        print(f"  would choose now: {p.profile if p.fits else 'nothing'} ({p.reason})")
+    return 0
+
+
+# ---------------------------------------------------------------- talking to a running manager
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    return Client(args.url, api_key=args.admin_key)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for m in _client(args).models_info():
+        print(f"{m['name']:<32} {m['mode']:<10} {m['state']:<9} profile={m['profile'] or '-'} port={m['port']} "
+              f"in_flight={m['in_flight']} queued={m['queued']}")
+    return 0
+
+
+def cmd_start_stop(args: argparse.Namespace) -> int:
+    client = _client(args)
+    info = client.start_model(args.model) if args.command == "start" else client.stop_model(args.model)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    try:
+        result = Client(args.url, api_key=args.admin_key).plan(args.model)
+        source = f"running manager at {args.url}"
+    except ConnectionError:
+        try:
+            config = read_config(resolve_config_path(args.config))
+        except ConfigError as exc:
+            return fail_config(exc)
+        model = config.models.get(args.model) or next(
+            (m for m in config.models.values() if args.model in m.names), None)
+        if model is None:
+            print(f"unknown model {args.model}", file=sys.stderr)
+            return 1
+        result = _offline_plans(config)["plans"][model.name].to_dict()
+        source = "config only (no manager running; nothing loaded)"
+    print(f"plan for {result['model']} ({source}):")
+    print(f"  fits: {result['fits']}  profile: {result['profile'] or '-'}  evict: {', '.join(result['evict']) or '-'}")
+    print(f"  {result['reason']}")
+    for d in result["devices"]:
+        print(f"  {d['name']:<12} needs {d['needed_mb']:>6} MB  free {d['free_before_mb']:>6} -> {d['free_after_mb']:>6} MB"
+              + (f"  held by {', '.join(d['holders'])}" if d["holders"] else ""))
+    return 0 if result["fits"] else 3
+
+
+def cmd_fake_backend(args: argparse.Namespace, rest: list[str]) -> int:
+    from .testing.fake_backend import main as fake_main
+
+    return fake_main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-manager", description="Local LLM model manager and OpenAI-compatible gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the API, the dashboard and the WebUI on one port")
+    s.add_argument("--config", help="config.json (default ./config.json, else the bundled demo)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--data-dir", help="where usage data, logs and pid files go (default ./.llm-manager)")
+    s.add_argument("--no-dashboard", action="store_true", help="do not mount the Panel dashboard")
+    c = sub.add_parser("check-config", help="validate a config and show what would be chosen now")
+    c.add_argument("file")
+    for name in ("models", "start", "stop", "plan"):
+        q = sub.add_parser(name, help=f"{name} (talks to a running manager)")
+        if name != "models":
+            q.add_argument("model")
+        q.add_argument("--url", default="http://127.0.0.1:8080")
+        q.add_argument("--admin-key")
+        q.add_argument("--config", help="for plan without a running manager")
+    sub.add_parser("fake-backend", help="run the OpenAI-compatible test backend (see --help)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fake-backend"]:
+        return cmd_fake_backend(argparse.Namespace(), argv[1:])
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "models": cmd_models,
+                "start": cmd_start_stop, "stop": cmd_start_stop, "plan": cmd_plan}
+    try:
+        return handlers[args.command](args)
+    except LLMManagerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except ConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""HTTP client for a running manager, with the Manager's method names (notebooks, standalone Panel, CLI)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from .errors import LLMManagerError
+
+
+class ClientError(LLMManagerError):
+    """An error answer from the manager, carrying its status and message."""
+
+
+class Client:
+    """``Client("http://127.0.0.1:8080").models_info()`` mirrors ``Manager.models_info()``."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 330.0):
+        self.url = (url or os.environ.get("LLM_MANAGER_URL") or "http://127.0.0.1:8080").rstrip("/")
+        key = api_key or os.environ.get("LLM_MANAGER_ADMIN_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise ConnectionError(f"no llm-manager answering at {self.url}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                message = r.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = r.text[:300]
+            err = ClientError(message)
+            err.status = r.status_code
+            raise err
+        return r.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/api/health")
+
+    def models_info(self) -> list[dict[str, Any]]:
+        """Every model with its state, profile, pid, port, in-flight and queued requests."""
+        return self._call("GET", "/api/models-info")["models"]
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.models_info() if name == m["name"] or name in m["aliases"])
+
+    def start_model(self, name: str) -> dict[str, Any]:
+        """Start a model and wait until it is ready (placement and eviction as for a request)."""
+        return self._call("POST", f"/api/models/{name}/start", params={"wait": "1"})
+
+    def stop_model(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/models/{name}/stop")
+
+    def plan(self, name: str) -> dict[str, Any]:
+        """What starting ``name`` would do now, without acting."""
+        return self._call("GET", f"/api/plan/{name}")
+
+    def devices_info(self) -> dict[str, Any]:
+        return self._call("GET", "/api/devices")
+
+    def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/logs/{name}", params={"lines": lines})["lines"]
+
+    def config(self) -> dict[str, Any]:
+        return self._call("GET", "/api/config")
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,354 @@
+"""Load and validate config.json (the original LLM-Manager's format, plus additive extensions).
+
+Every error names the JSON path of the bad value and what was expected, e.g.
+``models.Qwen3-Embedding-8B.RTX4060.memory_mb.rtx 4060: expected integer``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MODES = ("Chat", "Base", "Embedding", "Reranker")
+DEFAULT_START_TIMEOUT = 300.0
+
+# Scalar/list keys a model block may hold; any other dict-valued key is a hardware profile.
+MODEL_KEYS = {
+    "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
+    "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
+}
+PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd"}
+PROGRAM_KEYS = {
+    "host", "port", "alive_time", "Disable_GPU_monitoring", "device_plugin_dir", "interface_plugin_dir",
+    "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
+    "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
+    "log_dir", "flush_interval", "currency",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One way to run a model: which devices it needs, how much memory on each, how to launch it."""
+
+    name: str
+    required_devices: tuple[str, ...]
+    memory_mb: Mapping[str, int]
+    bat_path: str | None = None
+    command: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    mode: str
+    port: int
+    profiles: tuple[Profile, ...]
+    aliases: tuple[str, ...] = ()
+    auto_start: bool = False
+    ttl: float | None = None  # seconds idle before unload; None -> program.alive_time
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    stop_timeout: float = 10.0
+    health_path: str | None = None
+    max_concurrency: int | None = None
+    max_queue: int = 100
+    queue_timeout: float = 600.0
+    request_timeout: float = 600.0  # seconds the upstream may take to answer (or between stream chunks)
+    pricing: Mapping[str, Any] | None = None
+    description: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class SimulatedDevice:
+    name: str
+    total_memory_mb: int
+    used_memory_mb: int = 0  # memory held by "other programs", for demos and tests
+
+
+@dataclass(frozen=True)
+class ProgramConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    alive_time: float = 60.0  # minutes a ready model may idle before it stops; 0 = never
+    disable_gpu_monitoring: bool = False
+    device_plugin_dir: str = ""
+    interface_plugin_dir: str = ""
+    log_level: str = "INFO"
+    token_tracker: tuple[str, ...] = MODES
+    simulated_devices: tuple[SimulatedDevice, ...] = ()
+    devices: Mapping[str, str] = field(default_factory=dict)  # config device name -> GPU index or UUID
+    cors_origins: tuple[str, ...] = ()
+    database_url: str | None = None
+    data_dir: str = ""
+    log_dir: str = ""
+    max_body_mb: float = 32.0
+    monitor_interval: float = 2.0
+    flush_interval: float = 1.0
+    admin_key: str | None = None
+    api_keys: tuple[Any, ...] = ()
+    budgets: tuple[Any, ...] = ()
+    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class Config:
+    program: ProgramConfig
+    models: Mapping[str, ModelConfig]
+    base_dir: Path
+    source: Path | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def idle_ttl(self, model: ModelConfig) -> float:
+        """Seconds a ready model may sit idle before it is stopped (0 = never)."""
+        return model.ttl if model.ttl is not None else self.program.alive_time * 60.0
+
+
+# ---------------------------------------------------------------- field readers
+
+
+def _expect(cond: bool, path: str, expected: str) -> None:
+    if not cond:
+        raise ConfigError(path, expected)
+
+
+def _int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    _expect(isinstance(value, int) and not isinstance(value, bool), path, "expected integer")
+    if minimum is not None:
+        _expect(value >= minimum, path, f"expected integer >= {minimum}")
+    if maximum is not None:
+        _expect(value <= maximum, path, f"expected integer <= {maximum}")
+    return value
+
+
+def _number(value: Any, path: str, minimum: float = 0.0) -> float:
+    _expect(isinstance(value, (int, float)) and not isinstance(value, bool), path, "expected number")
+    _expect(value >= minimum, path, f"expected number >= {minimum:g}")
+    return float(value)
+
+
+def _bool(value: Any, path: str) -> bool:
+    _expect(isinstance(value, bool), path, "expected true or false")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    _expect(isinstance(value, str) and value != "", path, "expected non-empty string")
+    return value
+
+
+def _str_list(value: Any, path: str) -> tuple[str, ...]:
+    _expect(isinstance(value, list), path, "expected list of strings")
+    return tuple(_str(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _str_map(value: Any, path: str) -> dict[str, str]:
+    _expect(isinstance(value, dict), path, "expected object of strings")
+    return {k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _str(v, f"{path}.{k}"))
+            for k, v in value.items()}
+
+
+def _dict(value: Any, path: str) -> dict[str, Any]:
+    _expect(isinstance(value, dict), path, "expected object")
+    return value
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> ProgramConfig:
+    p = "program"
+    kw: dict[str, Any] = {}
+    for key in raw:
+        if key not in PROGRAM_KEYS:
+            warnings.append(f"{p}.{key}: unknown key, ignored")
+    if "host" in raw:
+        kw["host"] = _str(raw["host"], f"{p}.host")
+    if "port" in raw:
+        kw["port"] = _int(raw["port"], f"{p}.port", 0, 65535)
+    if "alive_time" in raw:
+        kw["alive_time"] = _number(raw["alive_time"], f"{p}.alive_time")
+    if "Disable_GPU_monitoring" in raw:
+        kw["disable_gpu_monitoring"] = _bool(raw["Disable_GPU_monitoring"], f"{p}.Disable_GPU_monitoring")
+    for key in ("device_plugin_dir", "interface_plugin_dir", "data_dir", "log_dir"):
+        if key in raw:
+            kw[key] = str(base_dir / _str(raw[key], f"{p}.{key}").replace("\\", "/"))
+    if "log_level" in raw:
+        level = _str(raw["log_level"], f"{p}.log_level").upper()
+        _expect(level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), f"{p}.log_level",
+                "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        kw["log_level"] = level
+    if "TokenTracker" in raw:
+        modes = _str_list(raw["TokenTracker"], f"{p}.TokenTracker")
+        kw["token_tracker"] = modes
+    if "simulated_devices" in raw:
+        devs = raw["simulated_devices"]
+        _expect(isinstance(devs, list), f"{p}.simulated_devices", "expected list of {name, total_memory_mb}")
+        sims = []
+        for i, d in enumerate(devs):
+            dp = f"{p}.simulated_devices[{i}]"
+            _dict(d, dp)
+            sims.append(SimulatedDevice(
+                name=_str(d.get("name"), f"{dp}.name"),
+                total_memory_mb=_int(d.get("total_memory_mb"), f"{dp}.total_memory_mb", 1),
+                used_memory_mb=_int(d.get("used_memory_mb", 0), f"{dp}.used_memory_mb", 0),
+            ))
+        kw["simulated_devices"] = tuple(sims)
+    if "devices" in raw:
+        kw["devices"] = _str_map(raw["devices"], f"{p}.devices")
+    if "cors_origins" in raw:
+        kw["cors_origins"] = _str_list(raw["cors_origins"], f"{p}.cors_origins")
+    if "database_url" in raw:
+        kw["database_url"] = _str(raw["database_url"], f"{p}.database_url")
+    for key in ("max_body_mb", "monitor_interval", "flush_interval"):
+        if key in raw:
+            kw[key] = _number(raw[key], f"{p}.{key}", 0.001)
+    if "admin_key" in raw:
+        kw["admin_key"] = _str(raw["admin_key"], f"{p}.admin_key")
+    for key in ("api_keys", "budgets"):
+        if key in raw:
+            _expect(isinstance(raw[key], list), f"{p}.{key}", "expected list")
+            kw[key] = tuple(raw[key])
+    if "rate_limits" in raw:
+        kw["rate_limits"] = _dict(raw["rate_limits"], f"{p}.rate_limits")
+    if "currency" in raw:
+        kw["currency"] = _str(raw["currency"], f"{p}.currency")
+    return ProgramConfig(**kw)
+
+
+def _command(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        import shlex
+
+        value = shlex.split(value)
+    _expect(isinstance(value, list) and len(value) > 0, path, "expected non-empty list of strings (argv)")
+    return _str_list(value, path)
+
+
+def _profile(name: str, raw: dict[str, Any], path: str, model_cmd: tuple[str, ...] | None,
+             warnings: list[str]) -> Profile:
+    for key in raw:
+        if key not in PROFILE_KEYS:
+            warnings.append(f"{path}.{key}: unknown key, ignored")
+    devices = _str_list(raw.get("required_devices", []), f"{path}.required_devices")
+    memory_raw = _dict(raw.get("memory_mb", {}), f"{path}.memory_mb")
+    memory: dict[str, int] = {}
+    for dev, mb in memory_raw.items():
+        _expect(dev in devices, f"{path}.memory_mb.{dev}", f"expected one of required_devices {list(devices)}")
+        memory[dev] = _int(mb, f"{path}.memory_mb.{dev}", 0)
+    for dev in devices:
+        memory.setdefault(dev, 0)
+    bat_path = _str(raw["bat_path"], f"{path}.bat_path") if "bat_path" in raw else None
+    command = _command(raw["command"], f"{path}.command") if "command" in raw else None
+    _expect(bat_path is not None or command is not None or model_cmd is not None, path,
+            "expected bat_path or command (in the profile or the model)")
+    return Profile(
+        name=name,
+        required_devices=devices,
+        memory_mb=memory,
+        bat_path=bat_path,
+        command=command,
+        env=_str_map(raw.get("env", {}), f"{path}.env"),
+        cwd=_str(raw["cwd"], f"{path}.cwd") if "cwd" in raw else None,
+    )
+
+
+def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
+    p = f"models.{name}"
+    _expect(isinstance(raw, dict), p, "expected object (a model block)")
+    _expect("mode" in raw, f"{p}.mode", f"required: one of {', '.join(MODES)}")
+    mode = _str(raw["mode"], f"{p}.mode")
+    _expect("port" in raw, f"{p}.port", "required: the port the model server listens on")
+    port = _int(raw["port"], f"{p}.port", 1, 65535)
+    model_cmd = _command(raw["command"], f"{p}.command") if "command" in raw else None
+    model_env = _str_map(raw.get("env", {}), f"{p}.env")
+    model_cwd = _str(raw["cwd"], f"{p}.cwd") if "cwd" in raw else None
+    profiles = []
+    for key, value in raw.items():
+        if key in MODEL_KEYS:
+            continue
+        if isinstance(value, dict):
+            prof = _profile(key, value, f"{p}.{key}", model_cmd, warnings)
+            profiles.append(Profile(
+                name=prof.name, required_devices=prof.required_devices, memory_mb=prof.memory_mb,
+                bat_path=prof.bat_path, command=prof.command or (None if prof.bat_path else model_cmd),
+                env={**model_env, **prof.env}, cwd=prof.cwd or model_cwd,
+            ))
+        else:
+            warnings.append(f"{p}.{key}: unknown key, ignored")
+    if not profiles:
+        _expect(model_cmd is not None, p, "expected at least one hardware profile (or a model-level command)")
+        profiles.append(Profile("default", (), {}, command=model_cmd, env=model_env, cwd=model_cwd))
+    ttl = _number(raw["ttl"], f"{p}.ttl") if "ttl" in raw else None
+    health = raw.get("health_path")
+    if health is not None:
+        _expect(isinstance(health, str) and health.startswith("/"), f"{p}.health_path", "expected a path like /health")
+    maxc = _int(raw["max_concurrency"], f"{p}.max_concurrency", 1) if "max_concurrency" in raw else None
+    pricing = _dict(raw["pricing"], f"{p}.pricing") if "pricing" in raw else None
+    return ModelConfig(
+        name=name, mode=mode, port=port, profiles=tuple(profiles),
+        aliases=_str_list(raw.get("aliases", []), f"{p}.aliases"),
+        auto_start=_bool(raw.get("auto_start", False), f"{p}.auto_start"),
+        ttl=ttl,
+        start_timeout=_number(raw.get("start_timeout", DEFAULT_START_TIMEOUT), f"{p}.start_timeout", 0.1),
+        stop_timeout=_number(raw.get("stop_timeout", 10.0), f"{p}.stop_timeout", 0.0),
+        health_path=health,
+        max_concurrency=maxc,
+        max_queue=_int(raw.get("max_queue", 100), f"{p}.max_queue", 0),
+        queue_timeout=_number(raw.get("queue_timeout", 600.0), f"{p}.queue_timeout", 0.1),
+        request_timeout=_number(raw.get("request_timeout", 600.0), f"{p}.request_timeout", 0.1),
+        pricing=pricing,
+        description=str(raw.get("description", "")),
+    )
+
+
+def parse_config(raw: Any, base_dir: Path | str = ".", source: Path | None = None,
+                 known_modes: tuple[str, ...] | None = None) -> Config:
+    """Validate a parsed config document. ``known_modes`` (from the interface plugins) bounds ``mode``."""
+    _expect(isinstance(raw, dict), "", "config must be a JSON object with a 'program' block and model blocks")
+    base = Path(base_dir).resolve()
+    warnings: list[str] = []
+    program = _program(_dict(raw.get("program", {}), "program"), base, warnings)
+    modes = known_modes or MODES
+    models: dict[str, ModelConfig] = {}
+    owners: dict[str, str] = {}
+    ports: dict[int, str] = {}
+    for name, block in raw.items():
+        if name == "program":
+            continue
+        model = _model(name, block, warnings)
+        _expect(model.mode in modes, f"models.{name}.mode", f"expected one of {', '.join(modes)}")
+        if model.port in ports:
+            raise ConfigError(f"models.{name}.port", f"port {model.port} is already used by model {ports[model.port]}")
+        ports[model.port] = name
+        for alias in model.names:
+            if alias in owners and owners[alias] != name:
+                raise ConfigError(f"models.{name}.aliases", f"name {alias!r} is already used by model {owners[alias]}")
+            owners[alias] = name
+        models[name] = model
+    return Config(program=program, models=models, base_dir=base, source=source, raw=raw, warnings=tuple(warnings))
+
+
+def load_config(path: str | Path, known_modes: tuple[str, ...] | None = None) -> Config:
+    """Read and validate a config file; relative paths in it are relative to its folder."""
+    src = Path(path)
+    try:
+        text = src.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config {src}: {exc.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("", f"{src}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return parse_config(raw, src.resolve().parent, src.resolve(), known_modes)

@@ -1,0 +1,335 @@
+"""Manager: the one object the HTTP handlers, the dashboard and notebooks drive.
+
+It owns the config, the devices, one Supervisor per model, placement, the event bus and the usage
+sinks. Everything here runs on the event loop; blocking work (device reads) goes to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ModelConfig
+from .devices import DeviceRegistry
+from .errors import NoCapacity, NotFound, StartFailed, Unavailable
+from .events import EventBus
+from .logs import ModelLog
+from .placement import Holding, Plan, plan
+from .plugins import load_plugins
+from .proxy import make_client
+from .reaper import Reaper
+from .router import Router
+from .supervisor import State, Supervisor
+from .usage.live import LiveUsage
+from .usage.record import UsageRecord
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
+
+
+class Manager:
+    def __init__(self, config: Config, data_dir: Path | str | None = None):
+        self.config = config
+        self.data_dir = Path(data_dir or config.program.data_dir or default_data_dir())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = Path(config.program.log_dir) if config.program.log_dir else self.data_dir / "logs"
+        self.bus = EventBus()
+        self.reaper = Reaper(self.data_dir / "children.json")
+        self.devices = DeviceRegistry(config.program, self._ledger)
+        self.interfaces: dict[str, Any] = {}
+        self.plugin_errors: list[dict] = []
+        self.router = Router(config.models)
+        self.supervisors: dict[str, Supervisor] = {}
+        self.usage = LiveUsage()
+        self.usage_sinks: list[Callable[[UsageRecord], None]] = []
+        self.started_at = time.time()
+        self._placement_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self.device_readings: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # recent model events, bounded
+        self._running = False
+        self.http = make_client()
+        self.security: Any = None
+        self.extra_routes: list[tuple] = []  # (pattern, handler, kwargs) added by optional layers
+        self.pricer: Callable[[UsageRecord], float] | None = None  # set by the usage/security layer when keys or budgets are configured
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Reap leftovers, load plugins, discover devices, start loops and auto_start models."""
+        reaped = self.reaper.start()
+        if reaped:
+            log.warning("reaped %d model process group(s) left by a previous manager: %s", len(reaped), reaped)
+        self._load_interfaces()
+        await asyncio.get_running_loop().run_in_executor(None, self.devices.load)
+        for model in self.config.models.values():
+            self._add_supervisor(model)
+        await self.sample_devices()
+        self._running = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._idle_loop()), loop.create_task(self._monitor_loop()),
+                       loop.create_task(self._throughput_loop())]
+        for model in self.config.models.values():
+            if model.auto_start:
+                loop.create_task(self._auto_start(model.name))
+
+    async def _auto_start(self, name: str) -> None:
+        try:
+            await self.start_model(name)
+        except Exception as exc:  # reported in the model's state; the manager keeps serving
+            log.warning("auto_start of %s failed: %s", name, exc)
+
+    async def shutdown(self) -> None:
+        """Stop every model (SIGTERM, then SIGKILL of its group) and release the guardian."""
+        self._running = False
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*(s.stop("manager shutting down") for s in self.supervisors.values()),
+                             return_exceptions=True)
+        for sup in self.supervisors.values():
+            sup.log.close()
+        for sink in self.usage_sinks:
+            close = getattr(sink, "__self__", None)
+            if close is not None and hasattr(close, "close"):
+                with contextlib.suppress(Exception):
+                    close.close()
+        self.reaper.close()
+        await self.http.aclose()
+
+    def _load_interfaces(self) -> None:
+        loaded = load_plugins("interfaces", "InterfacePlugin", self.config.program.interface_plugin_dir or None)
+        interfaces = {}
+        for cls in loaded.classes:
+            try:
+                inst = cls(self)
+            except TypeError:
+                inst = cls()
+            interfaces[inst.interface_name] = inst
+        self.interfaces = interfaces
+        self.plugin_errors = [e.to_dict() for e in loaded.errors]
+
+    def _add_supervisor(self, model: ModelConfig) -> None:
+        mlog = ModelLog(model.name, self.log_dir, self.bus)
+        self.supervisors[model.name] = Supervisor(model, self.config, mlog, self.reaper, self._on_change)
+
+    def _on_change(self, sup: Supervisor, kind: str, detail: str) -> None:
+        event = {"kind": kind, "model": sup.model.name, "detail": detail, "ts": time.time()}
+        self.events.append(event)
+        del self.events[:-500]
+        self.bus.publish("event", event)
+        self.bus.publish("model", sup.info())
+
+    # ------------------------------------------------------------------ devices
+
+    def _ledger(self, device_name: str) -> int:
+        """MB that loaded (ready or stopping) models hold on a device: simulated GPUs report it as used."""
+        total = 0
+        for sup in self.supervisors.values():
+            if sup.state in (State.READY, State.STOPPING) and sup.profile is not None:
+                mapping = self.devices.resolve(sup.profile.required_devices)
+                total += sum(mb for cfg, mb in sup.profile.memory_mb.items() if mapping.get(cfg) == device_name)
+        return total
+
+    async def sample_devices(self) -> list[dict[str, Any]]:
+        readings = await asyncio.get_running_loop().run_in_executor(None, self.devices.read)
+        self.device_readings = readings
+        return readings
+
+    def devices_info(self) -> dict[str, Any]:
+        """The last device readings, each with the models that hold memory on it."""
+        holders: dict[str, list[dict[str, Any]]] = {}
+        for sup in self.supervisors.values():
+            if sup.profile is None or sup.state not in (State.STARTING, State.READY, State.STOPPING):
+                continue
+            mapping = self.devices.resolve(sup.profile.required_devices)
+            for cfg, mb in sup.profile.memory_mb.items():
+                if mapping.get(cfg):
+                    holders.setdefault(mapping[cfg], []).append({"model": sup.model.name, "memory_mb": mb,
+                                                                 "state": sup.state.value})
+        devices = [{**r, "models": holders.get(r["name"], [])} for r in self.device_readings]
+        return {"devices": devices, "ts": self.devices.last_ts, "errors": [e.to_dict() for e in self.devices.errors]}
+
+    # ------------------------------------------------------------------ placement
+
+    def _holdings(self) -> list[Holding]:
+        out = []
+        for sup in self.supervisors.values():
+            if sup.profile is not None and sup.state in (State.STARTING, State.READY, State.STOPPING):
+                out.append(Holding(sup.model.name, dict(sup.profile.memory_mb), sup.state.value, sup.busy,
+                                   sup.last_used))
+        return out
+
+    async def plan(self, name: str) -> Plan:
+        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit."""
+        model = self.router.resolve(name)
+        readings = await self.sample_devices()
+        names = {d for p in model.profiles for d in p.required_devices}
+        view = self.devices.placement_view(names, readings)
+        return plan(model.name, model.profiles, view, self._holdings())
+
+    async def _ensure_ready(self, sup: Supervisor) -> None:
+        """Start the model if needed; concurrent callers share one start. Raises 503-type errors."""
+        while True:
+            if sup.state == State.READY:
+                return
+            if sup.state == State.STARTING:
+                try:
+                    await sup.wait_ready()
+                except StartFailed:
+                    raise
+                except Exception as exc:
+                    raise StartFailed(sup.last_error or str(exc)) from None
+                if sup.state != State.READY:
+                    raise StartFailed(sup.last_error or f"model {sup.model.name} failed to start")
+                continue
+            if sup.state == State.STOPPING:
+                await sup.wait_stopped()
+                continue
+            sup.check_backoff()
+            async with self._placement_lock:
+                if sup.state not in (State.STOPPED, State.FAILED):
+                    continue
+                p = await self.plan(sup.model.name)
+                if not p.fits:
+                    raise NoCapacity(f"cannot start model {sup.model.name}: {p.reason}", extra={"plan": p.to_dict()})
+                victims = [self.supervisors[v] for v in p.evict]
+                if any(v.busy or v.state != State.READY for v in victims):
+                    continue  # a victim got busy meanwhile: plan again
+                for victim in victims:
+                    self._on_change(victim, "evict", f"evicted to make room for {sup.model.name}")
+                    await victim.stop(f"evicted to make room for {sup.model.name}")
+                profile = next(pr for pr in sup.model.profiles if pr.name == p.profile)
+                task = sup.begin_start(profile)
+            try:
+                await asyncio.shield(task)
+            except StartFailed:
+                raise
+            except asyncio.CancelledError:
+                if task.cancelled() or task.done():
+                    raise StartFailed(sup.last_error or f"start of {sup.model.name} was cancelled") from None
+                raise
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[tuple[Supervisor, dict[str, float]]]:
+        """Hold a ready model for one request: start it if cold, wait for a concurrency slot."""
+        sup = self.supervisors[self.router.resolve(name).name]
+        timings = {"start_ms": 0.0, "queue_ms": 0.0}
+        t0 = time.monotonic()
+        sup.waiting_start += 1
+        try:
+            await self._ensure_ready(sup)
+        finally:
+            sup.waiting_start -= 1
+        t1 = time.monotonic()
+        timings["start_ms"] = (t1 - t0) * 1000
+        await sup.gate.acquire(sup.model.name)
+        timings["queue_ms"] = (time.monotonic() - t1) * 1000
+        try:
+            if sup.state != State.READY:  # stopped while we queued
+                raise Unavailable(f"model {sup.model.name} stopped while the request waited ({sup.state.value})")
+            yield sup, timings
+        finally:
+            sup.last_used = time.time()
+            sup.gate.release()
+
+    # ------------------------------------------------------------------ public control surface
+
+    def resolve(self, name: str) -> ModelConfig:
+        return self.router.resolve(name)
+
+    async def start_model(self, name: str) -> dict[str, Any]:
+        """Start a model (placement and eviction as for a request) and wait until it is ready."""
+        sup = self.supervisors[self.router.resolve(name).name]
+        sup.waiting_start += 1
+        try:
+            await self._ensure_ready(sup)
+        finally:
+            sup.waiting_start -= 1
+        return sup.info()
+
+    async def stop_model(self, name: str) -> dict[str, Any]:
+        sup = self.supervisors[self.router.resolve(name).name]
+        await sup.stop("stop requested")
+        return sup.info()
+
+    def models_info(self) -> list[dict[str, Any]]:
+        return [s.info() for s in self.supervisors.values()]
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        return self.supervisors[self.router.resolve(name).name].info()
+
+    def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
+        sup = self.supervisors.get(name) or self.supervisors.get(self.router.resolve(name).name)
+        if sup is None:
+            raise NotFound(f"no model {name}")
+        return [x.to_dict() for x in sup.log.tail(lines)]
+
+    def record_usage(self, rec: UsageRecord) -> None:
+        """Called once per proxied request on the IOLoop: O(1), never touches a database."""
+        self.usage.add(rec)
+        for sink in self.usage_sinks:
+            try:
+                sink(rec)
+            except Exception:
+                log.exception("usage sink failed")
+        if self.bus.has_subscribers("usage"):
+            self.bus.publish("usage", rec.to_dict())
+
+    # ------------------------------------------------------------------ request accounting hooks
+
+    def authorize_request(self, handler: Any, model: str | None) -> Any:
+        """The API key behind a request (None when the server is open); raises 401/403/429."""
+        if self.security is None:
+            return None
+        return self.security.authorize(handler.request, model)
+
+    def check_budget(self, key: Any, model: str) -> None:
+        if self.security is not None:
+            self.security.check_budget(key, model)
+
+    def finish_usage(self, rec: UsageRecord, model: ModelConfig, raw: bytes) -> None:
+        """Price and record one finished request."""
+        if self.pricer is not None:
+            rec.cost = self.pricer(rec)
+        self.record_usage(rec)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _idle_loop(self) -> None:
+        """Stop ready models idle longer than their ttl."""
+        while self._running:
+            await asyncio.sleep(0.5)
+            now = time.time()
+            for sup in list(self.supervisors.values()):
+                ttl = self.config.idle_ttl(sup.model)
+                if ttl > 0 and sup.state == State.READY and not sup.busy and now - sup.last_used > ttl:
+                    asyncio.ensure_future(sup.stop(f"idle for {now - sup.last_used:.0f} s (ttl {ttl:g} s)"))
+
+    async def _monitor_loop(self) -> None:
+        interval = self.config.program.monitor_interval
+        while self._running:
+            await asyncio.sleep(interval)
+            if self.config.program.disable_gpu_monitoring:
+                continue
+            try:
+                await self.sample_devices()
+            except Exception:
+                log.exception("device sampling failed")
+                continue
+            if self.bus.has_subscribers("devices"):
+                self.bus.publish("devices", self.devices_info())
+
+    async def _throughput_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(1.0)
+            if self.bus.has_subscribers("throughput"):
+                self.bus.publish("throughput", self.usage.throughput())

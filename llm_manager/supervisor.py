@@ -1,0 +1,346 @@
+"""One model process as an explicit state machine: stopped → starting → ready → stopping → stopped, or failed.
+
+The supervisor launches the profile's script or command in its own process group, captures its
+output line by line, decides readiness with layered health checks (alive → port → HTTP health),
+and always ends a stop with SIGKILL of the whole group so no grandchild survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+
+import httpx
+
+from .config import Config, ModelConfig, Profile
+from .errors import StartFailed, Unavailable
+from .logs import ModelLog
+from .queueing import Gate
+from .reaper import Reaper, kill_group, set_pdeathsig
+
+
+class State(str, Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+# The only transitions allowed; checked in one place (_set_state).
+TRANSITIONS = {
+    State.STOPPED: {State.STARTING},
+    State.FAILED: {State.STARTING, State.STOPPED},
+    State.STARTING: {State.READY, State.FAILED, State.STOPPING},
+    State.READY: {State.STOPPING, State.FAILED},
+    State.STOPPING: {State.STOPPED},
+}
+
+HEALTH_POLL_FIRST = 0.005  # seconds; polling starts fast and backs off so cold starts pay ~nothing
+HEALTH_POLL_MAX = 0.25
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def port_owner(port: int) -> str:
+    """Best effort: which process listens on ``port`` (for the error message)."""
+    try:
+        import psutil
+
+        for c in psutil.net_connections(kind="tcp"):
+            if c.laddr and c.laddr.port == port and c.status == "LISTEN" and c.pid:
+                return f"pid {c.pid} ({psutil.Process(c.pid).name()})"
+    except Exception:
+        pass
+    return "another process"
+
+
+def launch_argv(model: ModelConfig, profile: Profile, base_dir: Path) -> list[str]:
+    """The argv that starts this profile; ``${PORT}``, ``${MODEL}`` and ``${PYTHON}`` are substituted."""
+    if profile.command:
+        subst = {"${PORT}": str(model.port), "${MODEL}": model.name, "${PYTHON}": sys.executable}
+        argv = []
+        for arg in profile.command:
+            for k, v in subst.items():
+                arg = arg.replace(k, v)
+            argv.append(arg)
+        return argv
+    assert profile.bat_path is not None
+    script = Path(profile.bat_path.replace("\\", "/"))
+    if not script.is_absolute():
+        script = base_dir / script
+    if script.suffix.lower() in (".bat", ".cmd") and os.name == "posix":
+        raise StartFailed(f"model {model.name}: profile {profile.name}: bat_path {profile.bat_path} is a Windows "
+                          "batch file; on Linux/macOS point bat_path at an executable or .sh script, or use command")
+    if not script.exists():
+        raise StartFailed(f"model {model.name}: profile {profile.name}: launch script {script} does not exist")
+    if script.suffix == ".sh":
+        return [shutil.which("bash") or "/bin/sh", str(script)]
+    if not os.access(script, os.X_OK):
+        raise StartFailed(f"model {model.name}: launch script {script} is not executable (chmod +x it)")
+    return [str(script)]
+
+
+class Supervisor:
+    """Owns one model's process. All methods run on the event loop."""
+
+    def __init__(self, model: ModelConfig, config: Config, log: ModelLog, reaper: Reaper | None = None,
+                 on_change: Callable[[Supervisor, str, str], None] | None = None):
+        self.model = model
+        self.config = config
+        self.log = log
+        self.reaper = reaper
+        self.on_change = on_change or (lambda _s, _kind, _detail: None)
+        self.state = State.STOPPED
+        self.profile: Profile | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started_at: float | None = None  # wall clock, when the launch began
+        self.ready_at: float | None = None
+        self.last_used: float = 0.0
+        self.gate = Gate(model.max_concurrency, model.max_queue, model.queue_timeout)
+        self.waiting_start = 0  # requests waiting for this model to become ready
+        self.last_error: str | None = None
+        self.crashes = 0  # consecutive crashes, reset after a healthy run
+        self.restarts = 0
+        self.retry_at = 0.0  # monotonic time before which a crashed model is not restarted
+        self._start_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._readers: list[asyncio.Task] = []
+        self._stop_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ state
+
+    def _set_state(self, new: State, kind: str = "", detail: str = "") -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"{self.model.name}: illegal transition {self.state.value} -> {new.value}")
+        self.state = new
+        self.log.add(f"state {new.value}" + (f": {detail}" if detail else ""), "manager")
+        self.on_change(self, kind or new.value, detail)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.returncode is None else None
+
+    @property
+    def in_flight(self) -> int:
+        return self.gate.in_flight
+
+    @property
+    def queued(self) -> int:
+        return self.gate.queued
+
+    @property
+    def busy(self) -> bool:
+        return self.gate.in_flight > 0 or self.gate.queued > 0 or self.waiting_start > 0
+
+    def info(self) -> dict:
+        now = time.time()
+        return {
+            "name": self.model.name, "aliases": list(self.model.aliases), "mode": self.model.mode,
+            "port": self.model.port, "state": self.state.value,
+            "profile": self.profile.name if self.profile else None,
+            "profiles": [p.name for p in self.model.profiles], "pid": self.pid,
+            "in_flight": self.in_flight, "queued": self.queued, "last_used": self.last_used or None,
+            "uptime_s": (now - self.ready_at) if self.ready_at and self.state == State.READY else None,
+            "last_error": self.last_error, "auto_start": self.model.auto_start,
+            "ttl_s": self.config.idle_ttl(self.model),
+            "start_elapsed_s": (now - self.started_at) if self.state == State.STARTING and self.started_at else None,
+            "start_timeout_s": self.model.start_timeout, "restarts": self.restarts,
+            "max_concurrency": self.model.max_concurrency,
+        }
+
+    # ------------------------------------------------------------------ start
+
+    def check_backoff(self) -> None:
+        """A model that keeps crashing is not relaunched before its back-off ends."""
+        wait = self.retry_at - time.monotonic()
+        if self.state == State.FAILED and wait > 0:
+            raise Unavailable(
+                f"model {self.model.name} failed {self.crashes} times in a row ({self.last_error}); "
+                f"retrying in {wait:.0f} s", headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+
+    def begin_start(self, profile: Profile) -> asyncio.Task:
+        """Enter ``starting`` now (so placement sees the reservation at once) and launch in a task."""
+        if self.state not in (State.STOPPED, State.FAILED):
+            raise RuntimeError(f"{self.model.name}: cannot start while {self.state.value}")
+        self.check_backoff()
+        self.profile = profile
+        self.started_at = time.time()
+        self.ready_at = None
+        self._set_state(State.STARTING, "start", f"profile {profile.name}")
+        self._start_task = asyncio.ensure_future(self._launch_and_wait(profile))
+        return self._start_task
+
+    async def wait_ready(self) -> None:
+        """Wait for a start in progress; every waiter shares the one launch and sees its error."""
+        if self.state == State.STARTING and self._start_task is not None:
+            await asyncio.shield(self._start_task)
+
+    async def wait_stopped(self) -> None:
+        async with self._stop_lock:
+            pass
+
+    async def _launch_and_wait(self, profile: Profile) -> None:
+        try:
+            await self._launch(profile)
+            await self._wait_healthy()
+        except StartFailed as exc:
+            await self._fail_start(str(exc))
+            raise
+        except asyncio.CancelledError:
+            await self._fail_start("start cancelled")
+            raise
+        except Exception as exc:  # an unexpected failure must not leave a process running
+            await self._fail_start(f"{type(exc).__name__}: {exc}")
+            raise StartFailed(f"model {self.model.name}: {exc}") from exc
+        self.ready_at = time.time()
+        self.last_used = time.time()
+        self.last_error = None
+        self._set_state(State.READY, "ready", f"in {self.ready_at - (self.started_at or self.ready_at):.2f} s")
+
+    async def _launch(self, profile: Profile) -> None:
+        port = self.model.port
+        if port_in_use(port):
+            raise StartFailed(f"model {self.model.name}: port {port} is already in use by {port_owner(port)}, "
+                              "which llm-manager did not start")
+        argv = launch_argv(self.model, profile, self.config.base_dir)
+        env = {**os.environ, **profile.env, "PORT": str(port), "LLM_MANAGER_PORT": str(port),
+               "LLM_MANAGER_MODEL": self.model.name, "PYTHONUNBUFFERED": "1"}
+        cwd = profile.cwd or str(self.config.base_dir)
+        self.log.add(f"launch: {' '.join(argv)} (cwd {cwd})", "manager")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
+                preexec_fn=set_pdeathsig, limit=1 << 20,
+            )
+        except OSError as exc:
+            raise StartFailed(f"model {self.model.name}: cannot launch {argv[0]}: {exc.strerror or exc}") from None
+        if self.reaper is not None:
+            self.reaper.add(self.proc.pid)
+        self._readers = [asyncio.ensure_future(self._read(self.proc.stdout, "stdout")),
+                         asyncio.ensure_future(self._read(self.proc.stderr, "stderr"))]
+        self._watch_task = asyncio.ensure_future(self._watch(self.proc))
+
+    async def _read(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError, ValueError, OSError):
+            while True:
+                line = await stream.readline()
+                if not line:
+                    return
+                self.log.add(line.decode("utf-8", errors="replace"), name)
+
+    def _last_lines(self, n: int = 8) -> str:
+        lines = [x.line for x in self.log.tail(50) if x.stream != "manager"][-n:]
+        return ("; last output: " + " | ".join(lines)) if lines else "; no output"
+
+    async def _wait_healthy(self) -> None:
+        assert self.proc is not None
+        path = self.model.health_path or "/health"
+        fallback = self.model.health_path is None
+        deadline = time.monotonic() + self.model.start_timeout
+        delay = HEALTH_POLL_FIRST
+        url = f"http://127.0.0.1:{self.model.port}"
+        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False) as client:
+            while True:
+                if self.proc.returncode is not None:
+                    raise StartFailed(f"model {self.model.name} exited with code {self.proc.returncode} "
+                                      f"while starting{self._last_lines()}")
+                if time.monotonic() > deadline:
+                    raise StartFailed(f"model {self.model.name} did not become healthy within "
+                                      f"{self.model.start_timeout:g} s{self._last_lines()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    r = await client.get(url + path)
+                    if r.status_code == 200:
+                        return
+                    if r.status_code == 404 and fallback:
+                        path, fallback = "/v1/models", False
+                        continue
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.6, HEALTH_POLL_MAX)
+
+    async def _fail_start(self, message: str) -> None:
+        self.last_error = message
+        await self._kill_process()
+        self._register_failure()
+        self._set_state(State.FAILED, "fail", message)
+
+    def _register_failure(self) -> None:
+        self.crashes += 1
+        backoff = 0.0 if self.crashes <= 1 else min(60.0, 2.0 ** (self.crashes - 1))
+        self.retry_at = time.monotonic() + backoff
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Notice a ready model's process dying on its own: that is a crash."""
+        code = await proc.wait()
+        if proc is not self.proc or self.state != State.READY:
+            return
+        self.last_error = f"process exited unexpectedly with code {code}{self._last_lines(4)}"
+        self.restarts += 1
+        if self.ready_at and time.time() - self.ready_at > 60:
+            self.crashes = 0  # a crash after a long healthy run starts a new series
+        await self._kill_process()
+        self._register_failure()
+        self._set_state(State.FAILED, "crash", self.last_error)
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, reason: str = "stop requested") -> None:
+        """SIGTERM the group, wait the grace period, then SIGKILL the group; always ends stopped."""
+        async with self._stop_lock:
+            if self.state in (State.STOPPED,):
+                return
+            if self.state == State.FAILED:
+                self._set_state(State.STOPPED, "stop", reason)
+                return
+            if self.state == State.STARTING and self._start_task is not None:
+                self._start_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._start_task
+                if self.state == State.FAILED:
+                    self._set_state(State.STOPPED, "stop", reason)
+                    return
+            self._set_state(State.STOPPING, "stopping", reason)
+            await self._kill_process(self.model.stop_timeout)
+            self.crashes = 0
+            self._set_state(State.STOPPED, "stop", reason)
+
+    async def _kill_process(self, grace: float = 0.0) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        pgid = proc.pid
+        if proc.returncode is None and grace > 0:
+            kill_group(pgid, signal.SIGTERM)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+        kill_group(pgid, signal.SIGKILL)  # always: grandchildren may hold the group alive
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), 5.0)
+        if self.reaper is not None:
+            self.reaper.remove(pgid)
+        # A grandchild holding the pipe open must not hang us: give readers a moment, then cancel.
+        if self._readers:
+            _done, pending = await asyncio.wait(self._readers, timeout=0.5)
+            for t in pending:
+                t.cancel()
+        self._readers = []
+        if self._watch_task is not None and self._watch_task is not asyncio.current_task():
+            self._watch_task.cancel()
+        self._watch_task = None
+        self.proc = None

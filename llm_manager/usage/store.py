@@ -1,0 +1,424 @@
+"""Usage persistence: SQLModel tables, a batched background writer and frame queries.
+
+The proxy calls :meth:`UsageStore.record` on the IOLoop for every request, so recording only appends to a deque; a
+daemon thread writes the queue in one transaction every ``flush_interval`` seconds. A crash loses at most the rows
+of the last interval. Queries run on the caller's thread (put them off the IOLoop) with a session per call.
+
+Schema changes are migrations appended to :data:`MIGRATIONS`, never edits of shipped ones and never drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Field, Session, SQLModel
+
+from llm_manager.usage.record import UsageRecord
+
+__all__ = ["MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "UsageStore", "migrate",
+           "schema_version"]
+
+log = logging.getLogger(__name__)
+
+EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop")
+
+
+class RequestLog(SQLModel, table=True):
+    __tablename__ = "request_log"
+    id: int | None = Field(default=None, primary_key=True)
+    ts: float = Field(index=True)
+    model: str = Field(index=True)
+    alias: str = ""
+    key_id: str | None = Field(default=None, index=True)
+    client_ip: str = ""
+    endpoint: str = ""
+    status: int = 0
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated: bool = False
+    queue_ms: float = 0.0
+    start_ms: float = 0.0
+    ttft_ms: float | None = None
+    total_ms: float = 0.0
+    cost: float = 0.0
+    error: str | None = None
+
+
+class ModelEvent(SQLModel, table=True):
+    __tablename__ = "model_event"
+    id: int | None = Field(default=None, primary_key=True)
+    ts: float = Field(index=True)
+    model: str = Field(index=True)
+    kind: str  # one of EVENT_KINDS
+    detail: str = ""
+
+
+class DeviceSample(SQLModel, table=True):
+    __tablename__ = "device_sample"
+    id: int | None = Field(default=None, primary_key=True)
+    ts: float = Field(index=True)
+    device: str
+    used_memory_mb: float = 0.0
+    total_memory_mb: float = 0.0
+    usage_percentage: float = 0.0
+    temperature_celsius: float | None = None
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+    id: str = Field(primary_key=True)
+    name: str = ""
+    key_hash: str = Field(index=True, unique=True)
+    prefix: str = ""
+    models: str = "[]"  # JSON list of model names the key may use; "[]" or "*" means all
+    created_at: float = Field(default_factory=time.time)
+    revoked_at: float | None = None
+    admin: bool = False
+
+
+class Budget(SQLModel, table=True):
+    __tablename__ = "budget"
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = "global"  # "global" | "key"
+    key_id: str | None = None
+    period: str = "month"  # "day" | "month"
+    limit_value: float = 0.0
+    unit: str = "cost"  # "cost" | "tokens"
+
+
+_TABLES = [RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__, ApiKey.__table__,
+           Budget.__table__]  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _m1_create_tables(conn: Connection) -> None:
+    """v1: the tables as first released."""
+    SQLModel.metadata.create_all(conn, tables=_TABLES)
+
+
+def _m2_key_time_index(conn: Connection) -> None:
+    """v2: composite (key_id, ts) index so budget sums per key stay fast. The pattern for later changes: add the
+    field to the model *and* a migration that ALTERs the table, guarded so a fresh database (whose v1 ``create_all``
+    already made it) is left alone, e.g. ``ALTER TABLE request_log ADD COLUMN instance VARCHAR DEFAULT ''``."""
+    names = {ix["name"] for ix in inspect(conn).get_indexes("request_log")}
+    if "ix_request_log_key_ts" not in names:
+        conn.execute(text("CREATE INDEX ix_request_log_key_ts ON request_log (key_id, ts)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index]
+
+
+def schema_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("schema_version"):
+            return 0
+        return int(conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar_one_or_none() or 0)
+
+
+def migrate(engine: Engine, target: int | None = None) -> int:
+    """Apply pending migrations in order, each with its version bump in one transaction; returns the version.
+
+    The no-op UPDATE takes the write lock first, so managers starting together on one database migrate once."""
+    target = len(MIGRATIONS) if target is None else target
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"))
+    try:
+        with engine.begin() as conn:
+            if conn.execute(text("SELECT COUNT(*) FROM schema_version WHERE id = 1")).scalar_one() == 0:
+                conn.execute(text("INSERT INTO schema_version (id, version) VALUES (1, 0)"))
+    except IntegrityError:  # another node inserted it first
+        pass
+    while True:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE schema_version SET version = version WHERE id = 1"))
+            version = int(conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar_one())
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"usage database schema v{version} is newer than this llm-manager "
+                                   f"(v{len(MIGRATIONS)}); upgrade llm-manager")
+            if version >= target:
+                return version
+            MIGRATIONS[version](conn)
+            conn.execute(text("UPDATE schema_version SET version = :v WHERE id = 1"), {"v": version + 1})
+            log.info("usage database migrated to schema v%d", version + 1)
+
+
+# ---------------------------------------------------------------- engine
+
+
+def make_engine(url: str) -> Engine:
+    """One engine per store. SQLite gets WAL, synchronous=NORMAL and a busy timeout on every connection."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine
+
+
+_REQ_COLS = [c.name for c in RequestLog.__table__.columns]  # type: ignore[attr-defined]
+_CATEGORICAL = ("model", "alias", "key_id", "endpoint")
+
+
+def _request_row(r: UsageRecord) -> dict[str, Any]:
+    return {
+        "ts": r.ts, "model": r.model, "alias": r.alias, "key_id": r.key_id, "client_ip": r.client_ip,
+        "endpoint": r.endpoint, "status": r.status, "stream": r.stream, "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens, "total_tokens": r.prompt_tokens + r.completion_tokens,
+        "estimated": r.estimated, "queue_ms": r.queue_ms, "start_ms": r.start_ms, "ttft_ms": r.ttft_ms,
+        "total_ms": r.total_ms, "cost": r.cost, "error": r.error,
+    }
+
+
+def _drain(q: deque[Any]) -> list[Any]:
+    out = []
+    try:
+        for _ in range(len(q)):
+            out.append(q.popleft())
+    except IndexError:
+        pass
+    return out
+
+
+class UsageStore:
+    """Usage rows, model events, device samples, API keys and budgets in one SQL database."""
+
+    def __init__(self, url: str | None, data_dir: Path, flush_interval: float = 1.0, max_queue: int = 500_000):
+        data_dir = Path(data_dir)
+        if url is None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{data_dir / 'usage.db'}"
+        self.url = url
+        self.flush_interval = flush_interval
+        self.engine = make_engine(url)
+        self.version = migrate(self.engine)
+        self.dropped = 0  # rows discarded because the queue was full (database down for long)
+        self._requests: deque[UsageRecord] = deque(maxlen=max_queue)
+        self._events: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._devices: deque[dict[str, Any]] = deque(maxlen=max_queue)
+        self._inflight: list[UsageRecord] = []
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ hot path (IOLoop)
+
+    def _push(self, q: deque[Any], item: Any) -> None:
+        if len(q) == q.maxlen:
+            self.dropped += 1
+        q.append(item)
+
+    def record(self, rec: UsageRecord) -> None:
+        """Queue one request row: O(1), no I/O. Do not mutate ``rec`` afterwards."""
+        self._push(self._requests, rec)
+
+    def record_event(self, model: str, kind: str, detail: str = "", ts: float | None = None) -> None:
+        """Queue one model lifecycle event (``kind`` in EVENT_KINDS)."""
+        self._push(self._events, {"ts": time.time() if ts is None else ts, "model": model, "kind": kind,
+                                  "detail": detail})
+
+    def record_device_sample(self, device: str, used_memory_mb: float, total_memory_mb: float,
+                             usage_percentage: float, temperature_celsius: float | None = None,
+                             ts: float | None = None) -> None:
+        """Queue one (already downsampled) device sample."""
+        self._push(self._devices, {
+            "ts": time.time() if ts is None else ts, "device": device, "used_memory_mb": used_memory_mb,
+            "total_memory_mb": total_memory_mb, "usage_percentage": usage_percentage,
+            "temperature_celsius": temperature_celsius})
+
+    @property
+    def pending(self) -> int:
+        return len(self._requests) + len(self._events) + len(self._devices)
+
+    # ------------------------------------------------------------ writer
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # keep the writer alive; rows stay queued for the next try
+                log.exception("usage flush failed; will retry")
+
+    def flush(self) -> int:
+        """Write everything queued now in one transaction; returns rows written. Safe from any thread."""
+        with self._flush_lock:
+            reqs, events, devices = _drain(self._requests), _drain(self._events), _drain(self._devices)
+            if not (reqs or events or devices):
+                return 0
+            self._inflight = reqs
+            try:
+                with self.engine.begin() as conn:
+                    if reqs:
+                        conn.execute(insert(RequestLog.__table__), [_request_row(r) for r in reqs])  # type: ignore[attr-defined]
+                    if events:
+                        conn.execute(insert(ModelEvent.__table__), events)  # type: ignore[attr-defined]
+                    if devices:
+                        conn.execute(insert(DeviceSample.__table__), devices)  # type: ignore[attr-defined]
+            except Exception:
+                self._requests.extendleft(reversed(reqs))
+                self._events.extendleft(reversed(events))
+                self._devices.extendleft(reversed(devices))
+                raise
+            finally:
+                self._inflight = []
+            return len(reqs) + len(events) + len(devices)
+
+    def close(self) -> None:
+        """Stop the writer, write what is queued and release the engine."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=max(5.0, 2 * self.flush_interval))
+            self.flush()
+            self.engine.dispose()
+
+    def __enter__(self) -> UsageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ queries (off the IOLoop)
+
+    def _frame(self, table: Any, columns: list[str], filters: Iterable[Any]) -> pd.DataFrame:
+        stmt = select(*[table.c[c] for c in columns]).where(*filters).order_by(table.c.ts, table.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        df = pd.DataFrame.from_records(rows, columns=columns)
+        df["time"] = pd.to_datetime(df["ts"].astype("float64"), unit="s", utc=True)
+        return df
+
+    @staticmethod
+    def _range(table: Any, since: float | None, until: float | None) -> list[Any]:
+        out = []
+        if since is not None:
+            out.append(table.c.ts >= since)
+        if until is not None:
+            out.append(table.c.ts < until)
+        return out
+
+    def requests_frame(self, since: float | None = None, until: float | None = None, model: str | None = None,
+                       key_id: str | None = None) -> pd.DataFrame:
+        """Request rows in ``[since, until)`` ordered by ts; model/alias/key_id/endpoint are categoricals."""
+        t = RequestLog.__table__  # type: ignore[attr-defined]
+        filters = self._range(t, since, until)
+        if model is not None:
+            filters.append(t.c.model == model)
+        if key_id is not None:
+            filters.append(t.c.key_id == key_id)
+        df = self._frame(t, _REQ_COLS, filters)
+        dtypes = {"id": "int64", "ts": "float64", "status": "int64", "stream": "bool", "prompt_tokens": "int64",
+                  "completion_tokens": "int64", "total_tokens": "int64", "estimated": "bool",
+                  "queue_ms": "float64", "start_ms": "float64", "ttft_ms": "float64", "total_ms": "float64",
+                  "cost": "float64", "client_ip": "object", "error": "object"}
+        df = df.astype(dtypes)
+        for col in _CATEGORICAL:
+            df[col] = df[col].astype("category")
+        return df
+
+    def events_frame(self, since: float | None = None, until: float | None = None,
+                     model: str | None = None) -> pd.DataFrame:
+        t = ModelEvent.__table__  # type: ignore[attr-defined]
+        filters = self._range(t, since, until)
+        if model is not None:
+            filters.append(t.c.model == model)
+        df = self._frame(t, [c.name for c in t.columns], filters)
+        return df.astype({"id": "int64", "ts": "float64"})
+
+    def device_frame(self, since: float | None = None, until: float | None = None,
+                     device: str | None = None) -> pd.DataFrame:
+        t = DeviceSample.__table__  # type: ignore[attr-defined]
+        filters = self._range(t, since, until)
+        if device is not None:
+            filters.append(t.c.device == device)
+        df = self._frame(t, [c.name for c in t.columns], filters)
+        return df.astype({"id": "int64", "ts": "float64", "used_memory_mb": "float64",
+                          "total_memory_mb": "float64", "usage_percentage": "float64",
+                          "temperature_celsius": "float64"})
+
+    def period_totals(self, key_id: str | None, since: float, model: str | None = None) -> tuple[int, float]:
+        """(tokens, cost) since ``since`` for one key (None: all keys), optionally one model; one SQL SUM.
+
+        Rows still queued in memory are included, so a budget is not overrun by the flush delay."""
+        t = RequestLog.__table__  # type: ignore[attr-defined]
+        stmt = select(func.coalesce(func.sum(t.c.total_tokens), 0), func.coalesce(func.sum(t.c.cost), 0.0))
+        stmt = stmt.where(t.c.ts >= since)
+        if key_id is not None:
+            stmt = stmt.where(t.c.key_id == key_id)
+        if model is not None:
+            stmt = stmt.where(t.c.model == model)
+        with self.engine.connect() as conn:
+            tokens, cost = conn.execute(stmt).one()
+        tokens, cost = int(tokens), float(cost)
+        for r in list(self._requests) + list(self._inflight):
+            if r.ts >= since and (key_id is None or r.key_id == key_id) and (model is None or r.model == model):
+                tokens += r.prompt_tokens + r.completion_tokens
+                cost += r.cost
+        return tokens, cost
+
+    # ------------------------------------------------------------ API keys and budgets
+
+    def add_key(self, row: ApiKey) -> ApiKey:
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(row)
+            s.commit()
+            return row
+
+    def list_keys(self, include_revoked: bool = True) -> list[ApiKey]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            stmt = select(ApiKey).order_by(ApiKey.created_at)
+            if not include_revoked:
+                stmt = stmt.where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
+            return list(s.execute(stmt).scalars())
+
+    def revoke_key(self, key_id: str, at: float | None = None) -> bool:
+        """Mark a key revoked (kept for the usage history); False if unknown or already revoked."""
+        stmt = (update(ApiKey.__table__).where(ApiKey.__table__.c.id == key_id)  # type: ignore[attr-defined]
+                .where(ApiKey.__table__.c.revoked_at.is_(None))  # type: ignore[attr-defined]
+                .values(revoked_at=time.time() if at is None else at))
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def find_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return s.execute(select(ApiKey).where(ApiKey.key_hash == key_hash)).scalars().first()
+
+    def add_budget(self, row: Budget) -> Budget:
+        with Session(self.engine, expire_on_commit=False) as s:
+            s.add(row)
+            s.commit()
+            return row
+
+    def list_budgets(self) -> list[Budget]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(s.execute(select(Budget).order_by(Budget.id)).scalars())
+
+    def delete_budget(self, budget_id: int) -> bool:
+        with self.engine.begin() as conn:
+            t = Budget.__table__  # type: ignore[attr-defined]
+            return conn.execute(t.delete().where(t.c.id == budget_id)).rowcount == 1

@@ -1,0 +1,45 @@
+import { HashRouter, Link, Route, Routes } from "react-router-dom";
+import { Layout } from "./components/Layout";
+import { KeysPage } from "./pages/KeysPage";
+import { LogsPage } from "./pages/LogsPage";
+import { ModelsPage } from "./pages/ModelsPage";
+import { OverviewPage } from "./pages/OverviewPage";
+import { UsagePage } from "./pages/UsagePage";
+import { LiveDataProvider } from "./state/LiveDataProvider";
+
+export function AppRoutes() {
+  return (
+    <Routes>
+      <Route element={<Layout />}>
+        <Route index element={<OverviewPage />} />
+        <Route path="models" element={<ModelsPage />} />
+        <Route path="models/:name" element={<ModelsPage />} />
+        <Route path="logs" element={<LogsPage />} />
+        <Route path="logs/:name" element={<LogsPage />} />
+        <Route path="usage" element={<UsagePage />} />
+        <Route path="keys" element={<KeysPage />} />
+        <Route
+          path="*"
+          element={
+            <div className="page">
+              <p>
+                Page not found. <Link to="/">Back to the overview</Link>
+              </p>
+            </div>
+          }
+        />
+      </Route>
+    </Routes>
+  );
+}
+
+/** Hash routing keeps every page reachable when the manager serves only `/`. */
+export function App() {
+  return (
+    <LiveDataProvider>
+      <HashRouter>
+        <AppRoutes />
+      </HashRouter>
+    </LiveDataProvider>
+  );
+}

@@ -1,0 +1,119 @@
+// Typed client for the llm-manager management API (same origin).
+import axios, { AxiosError } from "axios";
+import { getAdminKey } from "./auth";
+import type {
+  ApiKey,
+  CreatedKey,
+  DeviceInfo,
+  Health,
+  LogLine,
+  ModelInfo,
+  Plan,
+  ServerInfo,
+  StateChange,
+  UsageSummary,
+} from "./types";
+
+export const http = axios.create({ baseURL: "/", timeout: 15000 });
+
+http.interceptors.request.use((config) => {
+  const key = getAdminKey();
+  if (key) config.headers.set("Authorization", `Bearer ${key}`);
+  return config;
+});
+
+/** Human-readable message for a failed request (OpenAI error shape aware). */
+export function errorMessage(err: unknown): string {
+  if (err instanceof AxiosError) {
+    const data = err.response?.data as { error?: { message?: string } | string } | undefined;
+    const status = err.response?.status;
+    let msg: string | undefined;
+    if (data && typeof data === "object" && data.error) {
+      msg = typeof data.error === "string" ? data.error : data.error.message;
+    }
+    if (status === 401 && !msg) msg = "unauthorized: set the admin key in Settings";
+    if (msg) return status ? `${msg} (HTTP ${status})` : msg;
+    if (status) return `HTTP ${status} ${err.response?.statusText ?? ""}`.trim();
+    return err.message || "network error";
+  }
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof AxiosError && err.response?.status === 404;
+}
+
+const enc = encodeURIComponent;
+
+export async function getHealth(): Promise<Health> {
+  return (await http.get<Health>("/api/health")).data;
+}
+
+export async function getInfo(): Promise<ServerInfo> {
+  return (await http.get<ServerInfo>("/api/info")).data;
+}
+
+export async function getModels(): Promise<ModelInfo[]> {
+  return (await http.get<{ models: ModelInfo[] }>("/api/models-info")).data.models;
+}
+
+export async function getDevices(): Promise<{ devices: DeviceInfo[]; ts: number }> {
+  return (await http.get<{ devices: DeviceInfo[]; ts: number }>("/api/devices")).data;
+}
+
+export async function startModel(name: string): Promise<StateChange> {
+  return (await http.post<StateChange>(`/api/models/${enc(name)}/start`)).data;
+}
+
+export async function stopModel(name: string): Promise<StateChange> {
+  return (await http.post<StateChange>(`/api/models/${enc(name)}/stop`)).data;
+}
+
+export async function getPlan(name: string): Promise<Plan> {
+  return (await http.get<Plan>(`/api/plan/${enc(name)}`)).data;
+}
+
+export async function getLogs(name: string, lines = 200): Promise<LogLine[]> {
+  const res = await http.get<{ model: string; lines: LogLine[] }>(`/api/logs/${enc(name)}`, {
+    params: { lines },
+  });
+  return res.data.lines;
+}
+
+export type ConfigDocument = Record<string, unknown>;
+
+export async function getConfig(): Promise<ConfigDocument> {
+  return (await http.get<ConfigDocument>("/api/config")).data;
+}
+
+/** Usage summary, or null when the server has no usage accounting (404). */
+export async function getUsageSummary(days = 30): Promise<UsageSummary | null> {
+  try {
+    return (await http.get<UsageSummary>("/api/usage/summary", { params: { days } })).data;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+export async function listKeys(): Promise<ApiKey[]> {
+  return (await http.get<{ keys: ApiKey[] }>("/api/keys")).data.keys;
+}
+
+export async function createKey(name: string, models?: string[]): Promise<CreatedKey> {
+  const body: { name: string; models?: string[] } = { name };
+  if (models && models.length) body.models = models;
+  return (await http.post<CreatedKey>("/api/keys", body)).data;
+}
+
+export async function revokeKey(id: string): Promise<{ id: string; revoked: boolean }> {
+  return (await http.delete<{ id: string; revoked: boolean }>(`/api/keys/${enc(id)}`)).data;
+}
+
+/** ws:// or wss:// URL of the event stream on this origin, with the admin key as token. */
+export function eventStreamUrl(key: string, loc: Location = window.location): string {
+  const proto = loc.protocol === "https:" ? "wss:" : "ws:";
+  const q = key ? `?token=${enc(key)}` : "";
+  return `${proto}//${loc.host}/api/ws${q}`;
+}

@@ -1,0 +1,203 @@
+// Types for the llm-manager management API and WebSocket event stream.
+
+export type ModelState = "stopped" | "starting" | "ready" | "stopping" | "failed";
+
+export interface Health {
+  status: string;
+  uptime_s: number;
+  version: string;
+}
+
+export interface ServerInfo {
+  name: string;
+  version: string;
+  host: string;
+  port: number;
+  config_path: string | null;
+  models: number;
+  devices: number;
+  auth_required: boolean;
+  started_at: number;
+}
+
+export interface ModelInfo {
+  name: string;
+  aliases: string[];
+  mode: string;
+  port: number;
+  state: ModelState | string;
+  profile: string | null;
+  profiles: string[];
+  pid: number | null;
+  in_flight: number;
+  queued: number;
+  last_used: number | null;
+  uptime_s: number | null;
+  last_error: string | null;
+  auto_start: boolean;
+  ttl_s: number;
+  start_elapsed_s: number | null;
+  start_timeout_s: number;
+  restarts: number;
+}
+
+export interface DeviceModelUse {
+  model: string;
+  memory_mb: number;
+}
+
+export interface DeviceInfo {
+  name: string;
+  plugin: string;
+  online: boolean;
+  offline_reason: string;
+  device_type: string;
+  memory_type: string;
+  total_memory_mb: number;
+  available_memory_mb: number;
+  used_memory_mb: number;
+  usage_percentage: number;
+  temperature_celsius: number | null;
+  models: DeviceModelUse[];
+}
+
+export interface StateChange {
+  model: string;
+  state: string;
+}
+
+export interface PlanDevice {
+  name: string;
+  needed_mb: number;
+  free_before_mb: number;
+  free_after_mb: number;
+  holders: string[];
+}
+
+export interface Plan {
+  model: string;
+  fits: boolean;
+  profile: string | null;
+  evict: string[];
+  reason: string;
+  devices: PlanDevice[];
+}
+
+export type LogStream = "stdout" | "stderr" | "manager" | string;
+
+export interface LogLine {
+  ts: number;
+  stream: LogStream;
+  line: string;
+}
+
+export interface UsageByModel {
+  model: string;
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  cost: number;
+}
+
+export interface UsageByKey {
+  key_id: string;
+  requests: number;
+  total_tokens: number;
+  cost: number;
+}
+
+export interface UsageByDay {
+  day: string;
+  requests: number;
+  total_tokens: number;
+  cost: number;
+}
+
+export interface Budget {
+  name: string;
+  scope: string;
+  period: string;
+  unit: "cost" | "tokens" | string;
+  limit: number;
+  used: number;
+  resets_at: number;
+}
+
+export interface UsageSummary {
+  currency: string;
+  total_requests: number;
+  total_tokens: number;
+  total_cost: number;
+  by_model: UsageByModel[];
+  by_key: UsageByKey[];
+  by_day: UsageByDay[];
+  forecast: {
+    month_to_date_cost: number;
+    month_end_forecast: number;
+    daily_average: number;
+  };
+  budgets: Budget[];
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  models: string[];
+  created_at: number;
+  revoked: boolean;
+}
+
+export interface CreatedKey {
+  id: string;
+  name: string;
+  key: string;
+  prefix: string;
+  models: string[];
+}
+
+export interface UsageRecord {
+  model: string;
+  endpoint: string;
+  status: number | string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  ttft_ms: number | null;
+  total_ms: number | null;
+  cost: number;
+  ts: number;
+  key_id: string | null;
+}
+
+export interface ManagerEvent {
+  kind: "start" | "ready" | "stop" | "evict" | "crash" | "fail" | "idle_stop" | "config" | string;
+  model: string;
+  detail: string;
+  ts: number;
+}
+
+export interface ThroughputRate {
+  requests_per_s: number;
+  tokens_per_s: number;
+}
+
+/** Messages the server sends over /api/ws. */
+export type ServerMessage =
+  | { type: "snapshot"; models: ModelInfo[]; devices: DeviceInfo[]; ts: number }
+  | { type: "model"; model: ModelInfo }
+  | { type: "devices"; devices: DeviceInfo[]; ts: number }
+  | {
+      type: "throughput";
+      ts: number;
+      requests_per_s: number;
+      tokens_per_s: number;
+      by_model: Record<string, ThroughputRate>;
+    }
+  | { type: "usage"; record: UsageRecord }
+  | { type: "event"; event: ManagerEvent }
+  | { type: "log"; model: string; ts: number; stream: LogStream; line: string };
+
+/** Messages the client sends over /api/ws. */
+export type ClientMessage = { subscribe_logs: string } | { unsubscribe_logs: string };

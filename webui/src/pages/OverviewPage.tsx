@@ -1,0 +1,61 @@
+import { DeviceCard } from "../components/DeviceCard";
+import { ErrorBanner } from "../components/ErrorBanner";
+import { EventList } from "../components/EventList";
+import { HealthPanel } from "../components/HealthPanel";
+import { ModelTable } from "../components/ModelTable";
+import { ThroughputChart } from "../components/ThroughputChart";
+import { useModelActions } from "../hooks/useModelActions";
+import { useLive } from "../state/liveContext";
+
+export function OverviewPage() {
+  const { state } = useLive();
+  const actions = useModelActions();
+  const onAction = (a: "start" | "stop", name: string) => void actions.run(a, [name]);
+
+  return (
+    <div className="page">
+      <h1 className="page-title">Overview</h1>
+      <div className="grid grid-2">
+        <HealthPanel />
+        <ThroughputChart />
+      </div>
+      <section className="card" aria-labelledby="models-title">
+        <header className="card-head">
+          <h2 id="models-title" className="card-title">
+            Models
+          </h2>
+          <span className="muted small">
+            {state.models.filter((m) => m.state === "ready").length} ready of {state.models.length}
+          </span>
+        </header>
+        <ErrorBanner message={actions.error} onClose={actions.clearError} />
+        {state.loaded ? (
+          <ModelTable
+            models={state.models}
+            seenAt={state.modelSeenAt}
+            rates={state.byModelRate}
+            pending={actions.pending}
+            onAction={onAction}
+          />
+        ) : (
+          <p className="muted empty">Loading models…</p>
+        )}
+      </section>
+      <section aria-labelledby="dev-title">
+        <h2 id="dev-title" className="section-title">
+          Devices
+        </h2>
+        {state.devices.length === 0 ? (
+          <p className="muted">No devices reported.</p>
+        ) : (
+          <div className="grid grid-devices">
+            {state.devices.map((d) => (
+              <DeviceCard key={d.name} device={d} />
+            ))}
+          </div>
+        )}
+      </section>
+      <EventList events={state.events} />
+    </div>
+  );
+}

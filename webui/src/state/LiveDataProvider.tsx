@@ -1,0 +1,94 @@
+// Holds the live view of models, devices, throughput, events and usage,
+// fed by the /api/ws stream (plus one REST read on load and on key change).
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
+import { getAdminKey, onAdminKeyChange } from "../api/auth";
+import { errorMessage, eventStreamUrl, getDevices, getModels } from "../api/client";
+import type { ClientMessage, ServerMessage } from "../api/types";
+import { useEventStream } from "../hooks/useEventStream";
+import { LiveContext, type LiveContextValue, type LogListener } from "./liveContext";
+import { initialLiveState, liveReducer } from "./liveReducer";
+
+export function LiveDataProvider({ children }: { children: ReactNode }) {
+  const [state, dispatch] = useReducer(liveReducer, initialLiveState);
+  const [adminKey, setKey] = useState(getAdminKey);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const listeners = useRef(new Map<string, Set<LogListener>>());
+
+  useEffect(() => onAdminKeyChange(setKey), []);
+
+  const onMessage = useCallback((msg: ServerMessage) => {
+    if (msg.type === "log") {
+      const subs = listeners.current.get(msg.model);
+      subs?.forEach((fn) => fn({ ts: msg.ts, stream: msg.stream, line: msg.line }));
+      return;
+    }
+    dispatch({ type: "server", msg, now: Date.now() });
+  }, []);
+
+  const onOpen = useCallback((send: (m: ClientMessage) => boolean) => {
+    for (const [model, subs] of listeners.current) {
+      if (subs.size > 0) send({ subscribe_logs: model });
+    }
+  }, []);
+
+  const url = useMemo(() => eventStreamUrl(adminKey), [adminKey]);
+  const { status, retryInMs, attempts, send } = useEventStream({ url, onMessage, onOpen });
+
+  const refresh = useCallback(async () => {
+    try {
+      const [models, devices] = await Promise.all([getModels(), getDevices()]);
+      dispatch({ type: "models", models, now: Date.now() });
+      dispatch({ type: "devices", devices: devices.devices, ts: devices.ts });
+      setLoadError(null);
+    } catch (err) {
+      setLoadError(errorMessage(err));
+    }
+  }, []);
+
+  useEffect(() => {
+    // One read on load and whenever the admin key changes; the stream does the rest.
+    void refresh();
+  }, [refresh, adminKey]);
+
+  const subscribeLogs = useCallback(
+    (model: string, fn: LogListener) => {
+      let subs = listeners.current.get(model);
+      if (!subs) {
+        subs = new Set();
+        listeners.current.set(model, subs);
+      }
+      subs.add(fn);
+      if (subs.size === 1) send({ subscribe_logs: model });
+      return () => {
+        const current = listeners.current.get(model);
+        if (!current) return;
+        current.delete(fn);
+        if (current.size === 0) {
+          listeners.current.delete(model);
+          send({ unsubscribe_logs: model });
+        }
+      };
+    },
+    [send],
+  );
+
+  const setModelState = useCallback((name: string, modelState: string) => {
+    dispatch({ type: "modelState", name, state: modelState, now: Date.now() });
+  }, []);
+
+  const value: LiveContextValue = useMemo(
+    () => ({
+      state,
+      status,
+      retryInMs,
+      attempts,
+      loadError,
+      subscribeLogs,
+      refresh,
+      setModelState,
+    }),
+    [state, status, retryInMs, attempts, loadError, subscribeLogs, refresh, setModelState],
+  );
+
+  return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
+}
