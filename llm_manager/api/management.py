@@ -64,8 +64,15 @@ class ModelActionHandler(ManagementHandler):
             self.write_json(await m.start_model(model.name))
             return
         task = asyncio.ensure_future(m.start_model(model.name))
+        # Answer once the start is under way (202 "starting"), or with its error if placement refused it.
+        deadline = time.monotonic() + 5.0
+        while not task.done() and m.model_info(model.name)["state"] in ("stopped", "failed", "stopping"):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
         task.add_done_callback(_log_failure)
-        await asyncio.sleep(0)  # let the start enter "starting" before we answer
         self.write_json({"model": model.name, "state": m.model_info(model.name)["state"]}, 202)
 
 

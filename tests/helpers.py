@@ -1,0 +1,129 @@
+"""Shared test helpers: free ports, configs with fake-backend models, a manager running as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_model(mode: str = "Chat", *, memory: dict[str, int] | None = None, args: list[str] | None = None,
+               aliases: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A model block whose launch command runs the fake backend on a free port."""
+    port = free_port()
+    devices = list((memory or {}).keys())
+    block = {
+        "aliases": aliases or [],
+        "mode": mode,
+        "port": port,
+        "auto_start": False,
+        "command": [sys.executable, "-m", "llm_manager.testing.fake_backend", "--port", "${PORT}",
+                    "--model", "${MODEL}", *(args or [])],
+        "gpu": {"required_devices": devices, "memory_mb": memory or {}},
+    }
+    block.update(extra)
+    return block
+
+
+def config_doc(models: dict[str, dict[str, Any]], gpus: dict[str, int] | None = None,
+               **program: Any) -> dict[str, Any]:
+    prog = {"host": "127.0.0.1", "port": 0, "alive_time": 60, "log_level": "INFO", "monitor_interval": 0.5,
+            "simulated_devices": [{"name": n, "total_memory_mb": mb} for n, mb in (gpus or {}).items()]}
+    prog.update(program)
+    return {"program": prog, **models}
+
+
+class ManagerProcess:
+    """``llm-manager serve`` as a real subprocess on a free loopback port."""
+
+    def __init__(self, tmp: Path, doc: dict[str, Any], dashboard: bool = False):
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = tmp / "config.json"
+        self.config_path.write_text(json.dumps(doc, indent=2))
+        self.data_dir = tmp / "data"
+        argv = [sys.executable, "-m", "llm_manager.cli", "serve", "--config", str(self.config_path),
+                "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if not dashboard:
+            argv.append("--no-dashboard")
+        self.log_path = tmp / "manager.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.http = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"manager exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"manager not healthy in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m for m in self.http.get("/api/models-info").json()["models"]}
+
+    def wait_state(self, model: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.models()[model]
+            if info["state"] == state:
+                return info
+            time.sleep(0.05)
+        raise AssertionError(f"{model} did not reach {state}: {self.models()[model]}")
+
+    def launches(self, model: str) -> int:
+        lines = self.http.get(f"/api/logs/{model}", params={"lines": 5000}).json()["lines"]
+        return sum(1 for x in lines if x["stream"] == "manager" and x["line"].startswith("launch:"))
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # a zombie is dead for our purposes
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        alive.append(pid)
+    return alive
