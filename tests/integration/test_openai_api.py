@@ -162,3 +162,20 @@ def test_websocket_snapshot_and_state_events(mgr):
 
     seen = asyncio.run(run())
     assert {"model:starting", "model:ready", "log"} <= seen
+
+
+def test_client_disconnect_cancels_upstream(mgr):
+    """Leave a 40-token stream at 10 tokens/s after two events: the backend must stop generating early."""
+    body = {"model": "slow-chat", "messages": [{"role": "user", "content": "long"}], "max_tokens": 40,
+            "stream": True}
+    with httpx.stream("POST", mgr.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        events = 0
+        for line in r.iter_lines():
+            events += line.startswith("data:")
+            if events >= 3:
+                break
+    time.sleep(1.0)
+    lines = [x["line"] for x in mgr.http.get("/api/logs/slow-chat").json()["lines"]]
+    last = [x for x in lines if "POST /v1/chat/completions" in x][-1]
+    sent = int(last.split(" tokens")[0].split()[-1])
+    assert sent < 20, last  # stopped well before 40 (would take 4 s)

@@ -26,7 +26,15 @@ from sqlalchemy.exc import IntegrityError
 
 from llm_manager.usage import analytics
 from llm_manager.usage.record import UsageRecord
-from llm_manager.usage.store import MIGRATIONS, ApiKey, Budget, UsageStore, make_engine, migrate, schema_version
+from llm_manager.usage.store import (
+    MIGRATIONS,
+    ApiKey,
+    Budget,
+    UsageStore,
+    make_engine,
+    migrate,
+    schema_version,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVER = 3600.0  # a flush interval the tests never reach, so only explicit flushes write
@@ -156,6 +164,8 @@ def test_frames_filter(store: UsageStore) -> None:
     dev = store.device_frame()
     assert dev["device"].tolist() == ["gpu0", "gpu1"] and pd.isna(dev["temperature_celsius"].iloc[1])
     assert store.device_frame(device="gpu0")["used_memory_mb"].tolist() == [1000.0]
+    with pytest.raises(ValueError, match="unknown model event kind"):
+        store.record_event("a", "exploded")
 
 
 def test_empty_frames_have_columns(store: UsageStore) -> None:
@@ -369,5 +379,4 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     safe = max((n for t, n in printed if t <= killed_at - 0.5), default=0)  # recorded more than 0.5 s before
     assert safe > 100
-    print("CRASH", safe, written, printed[-1])
     assert safe <= written <= printed[-1][1] + 100, (safe, written, printed[-1])

@@ -1,0 +1,70 @@
+"""A client's mistake gets the right 4xx with an OpenAI-style body, and the server keeps serving."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from helpers import ManagerProcess, config_doc, fake_model
+
+
+@pytest.fixture(scope="module")
+def mgr(tmp_path_factory):
+    m = ManagerProcess(tmp_path_factory.mktemp("bad"), config_doc({"chat": fake_model("Chat")}, max_body_mb=0.01))
+    yield m
+    m.stop()
+
+
+def post(mgr, path="/v1/chat/completions", **kw):
+    return mgr.http.post(path, **kw)
+
+
+@pytest.mark.parametrize("kwargs, status, needle", [
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400, "must be a JSON object"),
+    ({"json": {"messages": [{"role": "user", "content": "x"}]}}, 400, "missing required field: model"),
+    ({"json": {"model": 7, "messages": []}}, 400, "missing required field: model"),
+    ({"json": {"model": "chat"}}, 400, "messages: expected a non-empty list"),
+    ({"json": {"model": "chat", "messages": ["hi"]}}, 400, "messages[0]"),
+    ({"json": {"model": "ghost", "messages": [{"role": "user", "content": "x"}]}}, 404, "not found"),
+    ({"content": b"model=chat", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
+     "Content-Type must be application/json"),
+    ({"json": {"model": "chat", "messages": [{"role": "user", "content": "x" * 20000}]}}, 413, "over the limit"),
+])
+def test_bad_requests(mgr, kwargs, status, needle):
+    r = post(mgr, **kwargs)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert needle in err["message"] and err["type"]
+    assert "Traceback" not in r.text
+
+
+def test_wrong_endpoint_and_unknown_paths(mgr):
+    r = post(mgr, "/v1/embeddings", json={"model": "chat", "input": "x"})
+    assert r.status_code == 400 and "use /v1/chat/completions" in r.json()["error"]["message"]
+    r = post(mgr, "/v1/nonsense", json={"model": "chat"})
+    assert r.status_code == 400
+    r = mgr.http.get("/api/nothing-here")
+    assert r.status_code == 404 and "error" in r.json()
+    r = mgr.http.get("/v1/chat/completions")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_chunked_body_over_limit(mgr):
+    def gen():
+        yield b'{"model": "chat", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    r = post(mgr, content=gen(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_garbage_on_the_socket_does_not_kill_the_server(mgr):
+    with socket.create_connection(("127.0.0.1", mgr.port)) as s:
+        s.sendall(b"\x00\x01 NOT HTTP AT ALL\r\n\r\n")
+        s.recv(100)
+    r = post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "still alive?"}]})
+    assert r.status_code == 200
+    assert mgr.proc.poll() is None
