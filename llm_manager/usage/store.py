@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from sqlmodel import Field, Session, SQLModel
 
 from llm_manager.usage.record import UsageRecord
 
-__all__ = ["MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "UsageStore", "migrate",
-           "schema_version"]
+__all__ = ["EVENT_KINDS", "MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "UsageStore",
+           "make_engine", "migrate", "schema_version"]
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-_REQ_COLS = [c.name for c in RequestLog.__table__.columns]  # type: ignore[attr-defined]
+_DTYPES = {float: "float64", int: "int64", bool: "bool"}  # nullable floats become NaN; nullable ints: none
 _CATEGORICAL = ("model", "alias", "key_id", "endpoint")
 
 
@@ -239,7 +239,9 @@ class UsageStore:
         self._push(self._requests, rec)
 
     def record_event(self, model: str, kind: str, detail: str = "", ts: float | None = None) -> None:
-        """Queue one model lifecycle event (``kind`` in EVENT_KINDS)."""
+        """Queue one model lifecycle event; an unknown ``kind`` is a programming error and raises ValueError."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown model event kind {kind!r}; expected one of {', '.join(EVENT_KINDS)}")
         self._push(self._events, {"ts": time.time() if ts is None else ts, "model": model, "kind": kind,
                                   "detail": detail})
 
@@ -305,61 +307,38 @@ class UsageStore:
 
     # ------------------------------------------------------------ queries (off the IOLoop)
 
-    def _frame(self, table: Any, columns: list[str], filters: Iterable[Any]) -> pd.DataFrame:
-        stmt = select(*[table.c[c] for c in columns]).where(*filters).order_by(table.c.ts, table.c.id)
+    def _frame(self, table: Any, since: float | None, until: float | None, **equal: Any) -> pd.DataFrame:
+        """Rows of ``table`` in ``[since, until)`` (and ``column == value`` for each non-None ``equal``), by ts."""
+        filters = [table.c.ts >= since] if since is not None else []
+        if until is not None:
+            filters.append(table.c.ts < until)
+        filters += [table.c[col] == value for col, value in equal.items() if value is not None]
+        stmt = select(table).where(*filters).order_by(table.c.ts, table.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
+        columns = [c.name for c in table.columns]
         df = pd.DataFrame.from_records(rows, columns=columns)
-        df["time"] = pd.to_datetime(df["ts"].astype("float64"), unit="s", utc=True)
+        df = df.astype({c.name: _DTYPES.get(c.type.python_type, "object") for c in table.columns})
+        df["time"] = pd.to_datetime(df["ts"], unit="s", utc=True)
         return df
-
-    @staticmethod
-    def _range(table: Any, since: float | None, until: float | None) -> list[Any]:
-        out = []
-        if since is not None:
-            out.append(table.c.ts >= since)
-        if until is not None:
-            out.append(table.c.ts < until)
-        return out
 
     def requests_frame(self, since: float | None = None, until: float | None = None, model: str | None = None,
                        key_id: str | None = None) -> pd.DataFrame:
-        """Request rows in ``[since, until)`` ordered by ts; model/alias/key_id/endpoint are categoricals."""
-        t = RequestLog.__table__  # type: ignore[attr-defined]
-        filters = self._range(t, since, until)
-        if model is not None:
-            filters.append(t.c.model == model)
-        if key_id is not None:
-            filters.append(t.c.key_id == key_id)
-        df = self._frame(t, _REQ_COLS, filters)
-        dtypes = {"id": "int64", "ts": "float64", "status": "int64", "stream": "bool", "prompt_tokens": "int64",
-                  "completion_tokens": "int64", "total_tokens": "int64", "estimated": "bool",
-                  "queue_ms": "float64", "start_ms": "float64", "ttft_ms": "float64", "total_ms": "float64",
-                  "cost": "float64", "client_ip": "object", "error": "object"}
-        df = df.astype(dtypes)
+        """Request rows in ``[since, until)`` ordered by ts, plus ``time`` (UTC datetime).
+
+        model/alias/key_id/endpoint are categoricals: analytics groups by their codes without hashing strings."""
+        df = self._frame(RequestLog.__table__, since, until, model=model, key_id=key_id)  # type: ignore[attr-defined]
         for col in _CATEGORICAL:
             df[col] = df[col].astype("category")
         return df
 
     def events_frame(self, since: float | None = None, until: float | None = None,
                      model: str | None = None) -> pd.DataFrame:
-        t = ModelEvent.__table__  # type: ignore[attr-defined]
-        filters = self._range(t, since, until)
-        if model is not None:
-            filters.append(t.c.model == model)
-        df = self._frame(t, [c.name for c in t.columns], filters)
-        return df.astype({"id": "int64", "ts": "float64"})
+        return self._frame(ModelEvent.__table__, since, until, model=model)  # type: ignore[attr-defined]
 
     def device_frame(self, since: float | None = None, until: float | None = None,
                      device: str | None = None) -> pd.DataFrame:
-        t = DeviceSample.__table__  # type: ignore[attr-defined]
-        filters = self._range(t, since, until)
-        if device is not None:
-            filters.append(t.c.device == device)
-        df = self._frame(t, [c.name for c in t.columns], filters)
-        return df.astype({"id": "int64", "ts": "float64", "used_memory_mb": "float64",
-                          "total_memory_mb": "float64", "usage_percentage": "float64",
-                          "temperature_celsius": "float64"})
+        return self._frame(DeviceSample.__table__, since, until, device=device)  # type: ignore[attr-defined]
 
     def period_totals(self, key_id: str | None, since: float, model: str | None = None) -> tuple[int, float]:
         """(tokens, cost) since ``since`` for one key (None: all keys), optionally one model; one SQL SUM.
@@ -383,24 +362,28 @@ class UsageStore:
 
     # ------------------------------------------------------------ API keys and budgets
 
-    def add_key(self, row: ApiKey) -> ApiKey:
+    def _add(self, row: Any) -> Any:
         with Session(self.engine, expire_on_commit=False) as s:
             s.add(row)
             s.commit()
             return row
 
+    def add_key(self, row: ApiKey) -> ApiKey:
+        """Insert a key row (the caller hashes the secret); a duplicate hash raises IntegrityError."""
+        return self._add(row)
+
     def list_keys(self, include_revoked: bool = True) -> list[ApiKey]:
+        stmt = select(ApiKey).order_by(ApiKey.created_at)
+        if not include_revoked:
+            stmt = stmt.where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
         with Session(self.engine, expire_on_commit=False) as s:
-            stmt = select(ApiKey).order_by(ApiKey.created_at)
-            if not include_revoked:
-                stmt = stmt.where(ApiKey.revoked_at.is_(None))  # type: ignore[union-attr]
             return list(s.execute(stmt).scalars())
 
     def revoke_key(self, key_id: str, at: float | None = None) -> bool:
         """Mark a key revoked (kept for the usage history); False if unknown or already revoked."""
-        stmt = (update(ApiKey.__table__).where(ApiKey.__table__.c.id == key_id)  # type: ignore[attr-defined]
-                .where(ApiKey.__table__.c.revoked_at.is_(None))  # type: ignore[attr-defined]
-                .values(revoked_at=time.time() if at is None else at))
+        t = ApiKey.__table__  # type: ignore[attr-defined]
+        stmt = update(t).where(t.c.id == key_id, t.c.revoked_at.is_(None)).values(
+            revoked_at=time.time() if at is None else at)
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount == 1
 
@@ -409,16 +392,13 @@ class UsageStore:
             return s.execute(select(ApiKey).where(ApiKey.key_hash == key_hash)).scalars().first()
 
     def add_budget(self, row: Budget) -> Budget:
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(row)
-            s.commit()
-            return row
+        return self._add(row)
 
     def list_budgets(self) -> list[Budget]:
         with Session(self.engine, expire_on_commit=False) as s:
             return list(s.execute(select(Budget).order_by(Budget.id)).scalars())
 
     def delete_budget(self, budget_id: int) -> bool:
+        t = Budget.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
-            t = Budget.__table__  # type: ignore[attr-defined]
             return conn.execute(t.delete().where(t.c.id == budget_id)).rowcount == 1
