@@ -47,8 +47,12 @@ def resolve_config_path(arg: str | None) -> Path:
 def read_config(path: Path) -> Config:
     """Load and validate, with the modes the config's interface plugins provide."""
     cfg = load_config(path)  # syntax and structure first: names the path of any error
+    from .setup import validate_extensions
+
     modes = known_modes(cfg.raw, cfg.base_dir)
-    return parse_config(dict(cfg.raw), cfg.base_dir, cfg.source, modes)
+    config = parse_config(dict(cfg.raw), cfg.base_dir, cfg.source, modes)
+    validate_extensions(config)
+    return config
 
 
 def fail_config(exc: ConfigError) -> int:

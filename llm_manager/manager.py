@@ -57,8 +57,12 @@ class Manager:
         self.device_readings: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []  # recent model events, bounded
         self._running = False
+        self.bus.subscribe("event", self._remember_event)
         self.http = make_client()
         self.security: Any = None
+        self.store: Any = None  # UsageStore, when accounting is attached (llm_manager.setup)
+        self.metrics: Any = None
+        self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
         self.extra_routes: list[tuple] = []  # (pattern, handler, kwargs) added by optional layers
         self.pricer: Callable[[UsageRecord], float] | None = None  # set by the usage/security layer when keys or budgets are configured
 
@@ -97,11 +101,12 @@ class Manager:
                              return_exceptions=True)
         for sup in self.supervisors.values():
             sup.log.close()
-        for sink in self.usage_sinks:
-            close = getattr(sink, "__self__", None)
-            if close is not None and hasattr(close, "close"):
-                with contextlib.suppress(Exception):
-                    close.close()
+        loop = asyncio.get_running_loop()
+        for close in self.closers:
+            try:
+                await loop.run_in_executor(None, close)
+            except Exception:
+                log.exception("closing %s failed", close)
         self.reaper.close()
         await self.http.aclose()
 
@@ -122,11 +127,12 @@ class Manager:
         self.supervisors[model.name] = Supervisor(model, self.config, mlog, self.reaper, self._on_change)
 
     def _on_change(self, sup: Supervisor, kind: str, detail: str) -> None:
-        event = {"kind": kind, "model": sup.model.name, "detail": detail, "ts": time.time()}
+        self.bus.publish("event", {"kind": kind, "model": sup.model.name, "detail": detail, "ts": time.time()})
+        self.bus.publish("model", sup.info())
+
+    def _remember_event(self, _topic: str, event: dict[str, Any]) -> None:
         self.events.append(event)
         del self.events[:-500]
-        self.bus.publish("event", event)
-        self.bus.publish("model", sup.info())
 
     # ------------------------------------------------------------------ devices
 

@@ -1,13 +1,116 @@
-"""Attach the optional layers (usage store, pricing, keys/budgets/rate limits) to a Manager.
+"""Attach the accounting layers to a Manager: usage store, pricing, keys/budgets/rate limits, metrics.
 
-Kept apart from Manager so the core runs without them and each layer is one import away.
+Kept apart from Manager so the core stays small and each layer is plain to find. All of it is
+wired through the Manager's hooks (usage sinks, ``pricer``, ``security``, the event bus).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+from .config import Config
+from .errors import ConfigError
 from .manager import Manager
+from .metrics import Metrics
+from .security import Security, parse_budgets, parse_config_keys
+from .usage.pricing import Pricing, parse_pricing, period_start
+from .usage.record import UsageRecord
+from .usage.store import EVENT_KINDS, UsageStore
+
+DEVICE_SAMPLE_EVERY = 30.0  # seconds between device samples kept in the store (downsampled history)
 
 
-def attach_optional_layers(manager: Manager) -> None:
-    """Nothing yet beyond the core; usage accounting and security hook in here."""
-    return None
+def validate_extensions(config: Config) -> None:
+    """Check the blocks the core config loader keeps raw (pricing, keys, budgets): ConfigError naming the path."""
+    for model in config.models.values():
+        parse_pricing(model.pricing, f"models.{model.name}.pricing")
+    parse_config_keys(config.program.api_keys)
+    parse_budgets(config.program.budgets)
+    limits = config.program.rate_limits
+    for scope in limits:
+        if scope not in ("per_key", "per_ip") or not isinstance(limits[scope], dict):
+            raise ConfigError(f"program.rate_limits.{scope}", "expected per_key or per_ip: {rpm, tpm}")
+
+
+class Pricer:
+    """Live cost of a request: the model's price at the volume tier its month's tokens have reached."""
+
+    def __init__(self, config: Config):
+        self.prices: dict[str, Pricing | None] = {
+            m.name: parse_pricing(m.pricing, f"models.{m.name}.pricing") for m in config.models.values()}
+        self.period = period_start(time.time())
+        self.period_tokens: dict[str, int] = {}
+
+    def load_totals(self, store: UsageStore) -> None:
+        """Month-to-date tokens per model, so volume tiers survive restarts (blocking)."""
+        for name in self.prices:
+            self.period_tokens[name] = store.period_totals(None, self.period, model=name)[0]
+
+    def set_price(self, model: str, block: dict[str, Any] | None) -> Pricing | None:
+        self.prices[model] = parse_pricing(block, f"pricing.{model}")
+        return self.prices[model]
+
+    def __call__(self, rec: UsageRecord) -> float:
+        start = period_start(rec.ts)
+        if start != self.period:
+            self.period, self.period_tokens = start, {}
+        before = self.period_tokens.get(rec.model, 0)
+        self.period_tokens[rec.model] = before + rec.total_tokens
+        pricing = self.prices.get(rec.model)
+        return pricing.cost(rec.prompt_tokens, rec.completion_tokens, before) if pricing else 0.0
+
+    def currency(self) -> str:
+        return next((p.currency for p in self.prices.values() if p is not None), "USD")
+
+
+def attach_optional_layers(manager: Manager, with_store: bool = True) -> None:
+    """Wire store, pricing, security and metrics into ``manager`` (before ``manager.start()``)."""
+    from .api.usage import usage_routes
+
+    config = manager.config
+    validate_extensions(config)
+    store = UsageStore(config.program.database_url, manager.data_dir, config.program.flush_interval) if with_store else None
+    manager.store = store
+    manager.pricer = Pricer(config)
+    manager.metrics = Metrics(manager)
+    manager.security = Security(config.program, store, lambda n: manager.resolve(n).name, manager.bus)
+    if store is not None:
+        manager.pricer.load_totals(store)
+        manager.usage_sinks.append(store.record)
+        manager.closers.append(store.close)
+        manager.bus.subscribe("event", lambda _t, e: _store_event(store, e))
+        manager.bus.subscribe("devices", _device_sampler(store))
+    manager.security.init_budgets()
+    manager.usage_sinks.append(manager.security.on_usage)
+    manager.usage_sinks.append(manager.metrics.observe)
+    manager.extra_routes.extend(usage_routes(manager))
+
+
+def _store_event(store: UsageStore, event: dict[str, Any]) -> None:
+    kind = event["kind"]
+    if kind == "stop" and event.get("detail", "").startswith("idle"):
+        kind = "idle_stop"
+    if kind in EVENT_KINDS:
+        store.record_event(event["model"], kind, event.get("detail", ""), event.get("ts"))
+
+
+def _device_sampler(store: UsageStore) -> Any:
+    last = [0.0]
+
+    def sample(_topic: str, payload: dict[str, Any]) -> None:
+        now = time.time()
+        if now - last[0] < DEVICE_SAMPLE_EVERY:
+            return
+        last[0] = now
+        for d in payload["devices"]:
+            store.record_device_sample(d["name"], float(d.get("used_memory_mb") or 0),
+                                       float(d.get("total_memory_mb") or 0), float(d.get("usage_percentage") or 0),
+                                       d.get("temperature_celsius"), now)
+
+    return sample
+
+
+async def run_blocking(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

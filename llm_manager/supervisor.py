@@ -332,6 +332,9 @@ class Supervisor:
         kill_group(pgid, signal.SIGKILL)  # always: grandchildren may hold the group alive
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), 5.0)
+        deadline = time.monotonic() + 2.0  # the group's last members take a moment to die
+        while kill_group(pgid, 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         if self.reaper is not None:
             self.reaper.remove(pgid)
         # A grandchild holding the pipe open must not hang us: give readers a moment, then cancel.

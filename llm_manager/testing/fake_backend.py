@@ -64,7 +64,7 @@ class BackendState:
             tokens = fr.generate_tokens("fast", n)
             self.fast_chat = _dumps(fr.chat_completion(options.model, req, tokens, cid="chatcmpl-fast",
                                                        created=self.created))
-            self.fast_completion = _dumps(fr.text_completion(options.model, req, tokens, cid="cmpl-fast",
+            self.fast_completion = _dumps(fr.text_completion(options.model, req, tokens, cid="chatcmpl-fast",
                                                              created=self.created))
 
     def loading(self) -> bool:
@@ -94,6 +94,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.send_json(fr.error_body(code, message, type_ or _ERROR_TYPES.get(code, "server_error")), code)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:  # llama-server has no 405: a known path with another method is "not found"
+            status_code = 404
+            self.set_status(404)
         message = "File Not Found" if status_code == 404 else self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(_dumps(fr.error_body(status_code, message, _ERROR_TYPES.get(status_code, "server_error"))))
@@ -114,7 +117,8 @@ class HealthHandler(BaseHandler):
 
 class ModelsHandler(BaseHandler):
     def get(self) -> None:
-        self.send_json(fr.models_list(self.state.options.model, self.state.created))
+        opts = self.state.options
+        self.send_json(fr.models_list(opts.model, self.state.created, opts.embedding_dim))
 
 
 class InferenceHandler(BaseHandler):
@@ -167,28 +171,36 @@ class GenerationHandler(InferenceHandler):
             return self.send_json(self.state.fast_chat if self.chat else self.state.fast_completion)
         tokens = fr.generate_tokens(req.prompt, req.n_tokens)
         build = fr.chat_completion if self.chat else fr.text_completion
-        self.send_json(build(opts.model, req, tokens))
+        self.send_json(build(opts.model, req, tokens, tokens_per_second=opts.tokens_per_second))
 
     async def stream(self, req: fr.GenerationRequest) -> None:
-        """SSE, one event per token, each flushed to the socket at once (paced by --tokens-per-second)."""
+        """SSE, one event per token, each flushed to the socket at once (paced by --tokens-per-second).
+
+        Event layout as llama-server sends it: chat opens with a role chunk (``content: null``) and
+        closes with a finish chunk carrying ``timings``, or, with ``stream_options.include_usage``, a
+        bare finish chunk then a ``choices: []`` chunk with usage and timings. Completions have no
+        role chunk and no separate usage chunk: the finish chunk always carries usage and timings.
+        """
         opts = self.state.options
         model, created = opts.model, int(time.time())
         tokens = fr.generate_tokens(req.prompt, req.n_tokens)
+        timings = req.timings(opts.tokens_per_second)
+        cid = fr.new_id("chatcmpl")  # llama-server's completion ids start "chatcmpl-" too
         if self.chat:
-            cid, obj = fr.new_id("chatcmpl"), "chat.completion.chunk"
-            head = [fr.chat_chunk(cid, created, model, {"role": "assistant", "content": ""})]
+            head = [fr.chat_chunk(cid, created, model, {"role": "assistant", "content": None})]
             body = [fr.chat_chunk(cid, created, model, {"content": t}) for t in tokens]
-            tail = [fr.chat_chunk(cid, created, model, {}, req.finish_reason)]
+            if req.include_usage:
+                tail = [fr.chat_chunk(cid, created, model, {}, req.finish_reason),
+                        fr.usage_chunk("chat.completion.chunk", cid, created, model, req.usage(), timings)]
+            else:
+                tail = [fr.chat_chunk(cid, created, model, {}, req.finish_reason, timings=timings)]
         else:
-            cid, obj = fr.new_id("cmpl"), "text_completion"
             head = []
             body = [fr.completion_chunk(cid, created, model, t) for t in tokens]
-            tail = [fr.completion_chunk(cid, created, model, "", req.finish_reason)]
-        if req.include_usage:
-            tail.append(fr.usage_chunk(obj, cid, created, model, req.usage()))
+            tail = [fr.completion_chunk(cid, created, model, "", req.finish_reason, usage=req.usage(),
+                                        timings=timings)]
         interval = 1.0 / opts.tokens_per_second if opts.tokens_per_second > 0 else 0.0
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
+        self.set_header("Content-Type", "text/event-stream")  # llama-server sends no Cache-Control
         self.set_header("X-Accel-Buffering", "no")
         sent = 0
         try:

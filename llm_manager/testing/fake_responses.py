@@ -30,6 +30,10 @@ WORDS: tuple[str, ...] = (
 _WORD_RE = re.compile(r"\w+")
 
 
+SYSTEM_FINGERPRINT = "b0-fake"  # llama-server sends "b<build>-<commit>" in every generation answer
+OWNED_BY = "llamacpp"
+
+
 class RequestError(Exception):
     """A request the fake backend refuses; rendered with llama-server's error body shape."""
 
@@ -75,9 +79,33 @@ class GenerationRequest:
     def finish_reason(self) -> str:
         return "length" if self.limited else "stop"
 
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.n_tokens,
-                "total_tokens": self.prompt_tokens + self.n_tokens}
+    def usage(self) -> dict[str, Any]:
+        """llama-server's usage block, ``prompt_tokens_details`` included (the fake caches nothing)."""
+        return {"completion_tokens": self.n_tokens, "prompt_tokens": self.prompt_tokens,
+                "total_tokens": self.prompt_tokens + self.n_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0}}
+
+    def timings(self, tokens_per_second: float = 0.0) -> dict[str, Any]:
+        return timings(self.prompt_tokens, self.n_tokens, tokens_per_second)
+
+
+def timings(prompt_n: int, predicted_n: int, tokens_per_second: float = 0.0) -> dict[str, Any]:
+    """llama-server's ``timings`` block (sent with every finished generation); plausible figures."""
+    prompt_ms = 0.1 * prompt_n
+    predicted_ms = 1000.0 * predicted_n / tokens_per_second if tokens_per_second > 0 else 0.1 * predicted_n
+
+    def per_token(ms: float, n: int) -> float:
+        return ms / n if n else 0.0
+
+    def per_second(ms: float, n: int) -> float:
+        return 1000.0 * n / ms if ms else 0.0
+
+    return {"cache_n": 0, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+            "prompt_per_token_ms": per_token(prompt_ms, prompt_n),
+            "prompt_per_second": per_second(prompt_ms, prompt_n),
+            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+            "predicted_per_token_ms": per_token(predicted_ms, predicted_n),
+            "predicted_per_second": per_second(predicted_ms, predicted_n)}
 
 
 def _content_text(content: Any) -> str:
@@ -104,23 +132,27 @@ def _prompt_text(prompt: Any) -> tuple[str, int]:
 
 
 def parse_generation(body: dict[str, Any], *, chat: bool, default_tokens: int) -> GenerationRequest:
-    """Validate a chat/completions body like llama-server does (400 on missing or malformed fields)."""
+    """Validate a chat/completions body like llama-server does (same statuses and error types)."""
     if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise RequestError("'messages' is required and must be a non-empty array")
+        if "messages" not in body:
+            raise RequestError("'messages' is required")
+        messages = body["messages"]
+        if not isinstance(messages, list):
+            raise RequestError("Expected 'messages' to be an array")
         parts: list[str] = []
         prompt_tokens = 0
-        for message in messages:
+        for message in messages:  # llama-server accepts an empty list (and generates from nothing)
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise RequestError("each message must be an object with a 'role' string")
+                # llama-server's chat-template parser throws here: a 500 server_error, not a 400
+                raise RequestError(f"Failed to parse messages: Missing 'role' in message: {message}",
+                                   500, "server_error")
             text = _content_text(message.get("content"))
             parts.append(f"{message['role']}: {text}")
             prompt_tokens += count_words(text) + 4
         prompt = "\n".join(parts)
     else:
         if "prompt" not in body:
-            raise RequestError('"prompt" must be provided')
+            raise RequestError("[json.exception.out_of_range.403] key 'prompt' not found")
         prompt, prompt_tokens = _prompt_text(body["prompt"])
     limit = next((body[k] for k in ("max_tokens", "max_completion_tokens", "n_predict") if body.get(k) is not None), None)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
@@ -138,45 +170,66 @@ def new_id(prefix: str) -> str:
 
 
 def chat_completion(model: str, req: GenerationRequest, tokens: list[str], *, cid: str | None = None,
-                    created: int | None = None) -> dict[str, Any]:
+                    created: int | None = None, tokens_per_second: float = 0.0) -> dict[str, Any]:
+    """A non-streaming chat answer with llama-server's keys (no ``logprobs`` in the choice unless asked)."""
     return {
-        "id": cid or new_id("chatcmpl"), "object": "chat.completion",
+        "choices": [{"finish_reason": req.finish_reason, "index": 0,
+                     "message": {"role": "assistant", "content": "".join(tokens)}}],
         "created": created if created is not None else int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(tokens)},
-                     "finish_reason": req.finish_reason, "logprobs": None}],
-        "usage": req.usage(),
+        "system_fingerprint": SYSTEM_FINGERPRINT, "object": "chat.completion", "usage": req.usage(),
+        "id": cid or new_id("chatcmpl"), "timings": req.timings(tokens_per_second),
     }
 
 
 def text_completion(model: str, req: GenerationRequest, tokens: list[str], *, cid: str | None = None,
-                    created: int | None = None) -> dict[str, Any]:
+                    created: int | None = None, tokens_per_second: float = 0.0) -> dict[str, Any]:
+    """A non-streaming completion; llama-server keeps ``logprobs: null`` here and ids start "chatcmpl-"."""
     return {
-        "id": cid or new_id("cmpl"), "object": "text_completion",
+        "choices": [{"text": "".join(tokens), "index": 0, "logprobs": None, "finish_reason": req.finish_reason}],
         "created": created if created is not None else int(time.time()), "model": model,
-        "choices": [{"index": 0, "text": "".join(tokens), "finish_reason": req.finish_reason, "logprobs": None}],
-        "usage": req.usage(),
+        "system_fingerprint": SYSTEM_FINGERPRINT, "object": "text_completion", "usage": req.usage(),
+        "id": cid or new_id("chatcmpl"), "timings": req.timings(tokens_per_second),
     }
 
 
 def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None,
-               ) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+               **extra: Any) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; ``extra`` adds ``timings`` to the finishing chunk."""
+    return {"choices": [{"finish_reason": finish_reason, "index": 0, "delta": delta}], "created": created,
+            "id": cid, "model": model, "system_fingerprint": SYSTEM_FINGERPRINT,
+            "object": "chat.completion.chunk", **extra}
 
 
 def completion_chunk(cid: str, created: int, model: str, text: str, finish_reason: str | None = None,
-                     ) -> dict[str, Any]:
-    return {"id": cid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}]}
+                     **extra: Any) -> dict[str, Any]:
+    """One streamed ``text_completion`` event; the finishing one carries ``usage`` and ``timings`` always."""
+    return {"choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
+            "created": created, "model": model, "system_fingerprint": SYSTEM_FINGERPRINT,
+            "object": "text_completion", "id": cid, **extra}
 
 
-def usage_chunk(obj: str, cid: str, created: int, model: str, usage: dict[str, int]) -> dict[str, Any]:
-    """The trailing ``stream_options.include_usage`` chunk: no choices, only usage."""
-    return {"id": cid, "object": obj, "created": created, "model": model, "choices": [], "usage": usage}
+def usage_chunk(obj: str, cid: str, created: int, model: str, usage: dict[str, Any],
+                timings_: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trailing ``stream_options.include_usage`` chat chunk: empty choices, usage and timings."""
+    chunk = {"choices": [], "created": created, "id": cid, "model": model,
+             "system_fingerprint": SYSTEM_FINGERPRINT, "object": obj, "usage": usage}
+    if timings_ is not None:
+        chunk["timings"] = timings_
+    return chunk
 
 
-def models_list(model: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "llamacpp"}]}
+def models_list(model: str, created: int, embedding_dim: int = 64) -> dict[str, Any]:
+    """``/v1/models`` as llama-server answers it: an Ollama-style ``models`` list next to OpenAI's ``data``."""
+    ollama = {"name": model, "model": model, "modified_at": "", "size": "", "digest": "", "type": "model",
+              "description": "", "tags": [""], "capabilities": ["completion"], "parameters": "",
+              "details": {"parent_model": "", "format": "gguf", "family": "", "families": [""],
+                          "parameter_size": "", "quantization_level": ""}}
+    meta = {"vocab_type": 2, "n_vocab": len(WORDS), "n_ctx": 2048, "n_ctx_train": 2048, "n_embd": embedding_dim,
+            "n_params": 0, "size": 0, "ftype": "fake"}
+    return {"models": [ollama], "object": "list",
+            "data": [{"id": model, "aliases": [model], "tags": [], "object": "model",
+                      "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
+                      "created": created, "owned_by": OWNED_BY, "meta": meta}]}
 
 
 # --- embeddings ---------------------------------------------------------------------------------
@@ -199,18 +252,29 @@ def embed_text(text: str, dim: int) -> list[float]:
 
 
 def embedding_inputs(body: dict[str, Any]) -> list[str]:
-    """``input`` as texts: a string, strings, token ids (one input) or lists of token ids."""
+    """``input`` as texts: a string, strings, token ids (one input) or lists of token ids; as llama-server,
+    no input, an empty list or an empty text is a 400."""
+    if "input" not in body and "content" not in body:
+        raise RequestError('"input" or "content" must be provided')
     value = body.get("input", body.get("content"))
+    if isinstance(value, list) and not value:
+        raise RequestError('"input" must not be empty')
+    texts: list[str] | None = None
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value:
+        texts = [value]
+    elif isinstance(value, list):
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return [" ".join(map(str, value))]
-        if all(isinstance(v, str) for v in value):
-            return list(value)
-        if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
-            return [" ".join(map(str, v)) for v in value]
-    raise RequestError('"input" must be a string, a list of strings or a list of token ids')
+            texts = [" ".join(map(str, value))]
+        elif all(isinstance(v, str) for v in value):
+            texts = list(value)
+        elif all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
+            texts = [" ".join(map(str, v)) for v in value]
+    if texts is None:
+        raise RequestError('"prompt" elements must be a string, a list of tokens, a JSON object containing a '
+                           'prompt string, or a list of mixed strings & tokens.')
+    if any(t == "" for t in texts):
+        raise RequestError("Input content cannot be empty")
+    return texts
 
 
 def embeddings(model: str, texts: list[str], dim: int) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Prometheus metrics: counters and histograms fed per request, gauges read from the Manager at scrape time.
+
+Each Manager has its own registry, so several managers in one process (tests, notebooks) never clash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from .usage.record import UsageRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+STATES = ("stopped", "starting", "ready", "stopping", "failed")
+
+
+class ManagerCollector:
+    """Model state, in-flight and queue depth, and device memory, read when Prometheus scrapes."""
+
+    def __init__(self, manager: Any):
+        self.manager = manager
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = GaugeMetricFamily("llm_model_state", "1 for the model's current state", labels=["model", "state"])
+        in_flight = GaugeMetricFamily("llm_model_in_flight", "requests being served", labels=["model"])
+        queued = GaugeMetricFamily("llm_model_queue_depth", "requests waiting for a slot", labels=["model"])
+        for info in self.manager.models_info():
+            for s in STATES:
+                state.add_metric([info["name"], s], 1.0 if info["state"] == s else 0.0)
+            in_flight.add_metric([info["name"]], info["in_flight"])
+            queued.add_metric([info["name"]], info["queued"])
+        used = GaugeMetricFamily("llm_device_memory_used_mb", "device memory in use", labels=["device"])
+        total = GaugeMetricFamily("llm_device_memory_total_mb", "device memory", labels=["device"])
+        online = GaugeMetricFamily("llm_device_online", "1 when the device is online", labels=["device"])
+        for d in self.manager.device_readings:
+            used.add_metric([d["name"]], float(d.get("used_memory_mb") or 0))
+            total.add_metric([d["name"]], float(d.get("total_memory_mb") or 0))
+            online.add_metric([d["name"]], 1.0 if d.get("online") else 0.0)
+        yield from (state, in_flight, queued, used, total, online)
+
+
+class Metrics:
+    def __init__(self, manager: Any):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("llm_requests", "proxied requests", ["model", "endpoint", "status"], registry=r)
+        self.tokens = Counter("llm_tokens", "tokens counted", ["model", "kind"], registry=r)
+        self.cost = Counter("llm_cost", "money spent, in the model's pricing currency", ["model"], registry=r)
+        self.latency = Histogram("llm_request_duration_seconds", "request time, arrival to last byte", ["model"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("llm_time_to_first_token_seconds", "arrival to first byte of the answer", ["model"],
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.registry.register(ManagerCollector(manager))
+
+    def observe(self, rec: UsageRecord) -> None:
+        self.requests.labels(rec.model, rec.endpoint, str(rec.status)).inc()
+        if rec.prompt_tokens:
+            self.tokens.labels(rec.model, "prompt").inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            self.tokens.labels(rec.model, "completion").inc(rec.completion_tokens)
+        if rec.cost:
+            self.cost.labels(rec.model).inc(rec.cost)
+        self.latency.labels(rec.model).observe(rec.total_ms / 1000)
+        if rec.ttft_ms is not None:
+            self.ttft.labels(rec.model).observe(rec.ttft_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,102 @@
+"""Small pure helpers that turn usage records into the frames and numbers the views draw.
+
+Kept apart from the views so they are testable without Panel, and so the in-memory fallback produces the same
+columns as ``UsageStore.requests_frame`` (the cost view then needs one code path).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["ts", "model", "alias", "key_id", "client_ip", "endpoint", "status", "stream", "prompt_tokens",
+           "completion_tokens", "total_tokens", "estimated", "queue_ms", "start_ms", "ttft_ms", "total_ms", "cost",
+           "error"]
+
+
+def _as_dict(rec: Any) -> dict[str, Any]:
+    return rec if isinstance(rec, dict) else rec.to_dict()
+
+
+def frame_from_records(records: Iterable[Any]) -> pd.DataFrame:
+    """UsageRecords (or their dicts) as a frame shaped like the store's ``requests_frame``."""
+    rows = [_as_dict(r) for r in records]
+    df = pd.DataFrame.from_records(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+    df["total_tokens"] = df["prompt_tokens"].fillna(0) + df["completion_tokens"].fillna(0)
+    df = df.astype({"ts": "float64", "status": "int64", "prompt_tokens": "int64", "completion_tokens": "int64",
+                    "total_tokens": "int64", "cost": "float64", "ttft_ms": "float64", "total_ms": "float64"})
+    df["time"] = pd.to_datetime(df["ts"], unit="s", utc=True)
+    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def throughput_from_records(records: Sequence[dict[str, Any]], window: float = 5.0,
+                            now: float | None = None) -> dict[str, Any]:
+    """Requests/s and tokens/s over the last ``window`` s, shaped like ``LiveUsage.throughput()``."""
+    now = now or time.time()
+    per: dict[str, list[float]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        if r.get("ts", 0) >= now - window:
+            per[r["model"]][0] += 1
+            per[r["model"]][1] += r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)
+    return {
+        "ts": now, "requests_per_s": sum(v[0] for v in per.values()) / window,
+        "tokens_per_s": sum(v[1] for v in per.values()) / window,
+        "by_model": {m: {"requests_per_s": v[0] / window, "tokens_per_s": v[1] / window} for m, v in per.items()},
+    }
+
+
+def _pcts(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    p50, p95 = np.percentile(np.asarray(values, dtype=float), [50, 95])
+    return float(p50), float(p95)
+
+
+def latency_stats(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """p50/p95 of total and TTFT ms per model and for "all", successful requests only."""
+    total: dict[str, list[float]] = defaultdict(list)
+    ttft: dict[str, list[float]] = defaultdict(list)
+    count: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r.get("status", 0) >= 400:
+            continue
+        for key in ("all", r["model"]):
+            count[key] += 1
+            total[key].append(r.get("total_ms") or 0.0)
+            if r.get("ttft_ms") is not None:
+                ttft[key].append(r["ttft_ms"])
+    out = {}
+    for key in count:
+        p50, p95 = _pcts(total[key])
+        t50, t95 = _pcts(ttft[key])
+        out[key] = {"requests": count[key], "p50_ms": p50, "p95_ms": p95, "ttft_p50_ms": t50, "ttft_p95_ms": t95}
+    return out
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """"12 s ago" / "3 min ago" / "—": last-used times a person reads at a glance."""
+    if not ts:
+        return "—"
+    d = max(0.0, (now or time.time()) - ts)
+    if d < 60:
+        return f"{d:.0f} s ago"
+    if d < 3600:
+        return f"{d / 60:.0f} min ago"
+    if d < 86400:
+        return f"{d / 3600:.1f} h ago"
+    return f"{d / 86400:.1f} d ago"
+
+
+def duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"

@@ -1,0 +1,193 @@
+"""Where the dashboard gets its data: the Manager in-process, or a running manager over HTTP.
+
+Both sources have the same async methods, so every view works in ``llm-manager serve`` (LocalSource, snapshots
+read on the IOLoop, database queries in a thread) and in a standalone ``panel serve`` (RemoteSource, the sync
+Client run in a thread so the Panel server's loop never waits on the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from ..client import Client
+from .frames import frame_from_records, throughput_from_records
+
+SECRET_KEYS = ("api_keys", "admin_key", "database_url")
+# UsageRecord.ts is taken when the request arrives, so records are appended roughly, not strictly, in ts order;
+# a scan for "since" only stops once records are this much older than asked for (longer than any request).
+_ORDER_SLACK_S = 900.0
+
+
+def redact(raw: dict[str, Any]) -> dict[str, Any]:
+    """The config with program secrets replaced, as /api/config shows it."""
+    doc = copy.deepcopy(dict(raw))
+    program = doc.get("program")
+    if isinstance(program, dict):
+        for key in SECRET_KEYS:
+            if key in program:
+                program[key] = "***"
+    return doc
+
+
+def monthly_budget(budgets: Iterable[Any]) -> float | None:
+    """The first global, monthly, cost budget among config dicts or store rows (None: no budget)."""
+    for b in budgets:
+        get = b.get if isinstance(b, dict) else lambda k, d=None, b=b: getattr(b, k, d)
+        if get("key_id") or get("scope", "global") != "global":
+            continue
+        if get("period", "month") != "month" or get("unit", "cost") != "cost":
+            continue
+        for field in ("limit_value", "limit", "amount"):
+            value = get(field)
+            if isinstance(value, int | float) and value > 0:
+                return float(value)
+    return None
+
+
+class LocalSource:
+    """The Manager in this process: sync snapshots and the Manager's own async actions."""
+
+    def __init__(self, manager: Any):
+        self.manager = manager
+        self.device_interval = float(manager.config.program.monitor_interval)
+        self.currency = getattr(manager.config.program, "currency", None) or "USD"
+
+    async def models(self) -> list[dict[str, Any]]:
+        return self.manager.models_info()
+
+    async def devices(self) -> dict[str, Any]:
+        return self.manager.devices_info()
+
+    async def throughput(self) -> dict[str, Any]:
+        return self.manager.usage.throughput()
+
+    async def recent_usage(self, limit: int = 1000, since: float | None = None) -> list[dict[str, Any]]:
+        """The newest records (at most ``limit``), newest last; only those with ts >= since when given."""
+        out = []
+        for rec in reversed(self.manager.usage.recent):
+            if since is not None and rec.ts < since:
+                if rec.ts < since - _ORDER_SLACK_S:
+                    break
+                continue
+            out.append(rec.to_dict())
+            if len(out) >= limit:
+                break
+        out.reverse()
+        return out
+
+    async def events(self) -> list[dict[str, Any]]:
+        return list(self.manager.events[-200:])
+
+    async def logs(self, name: str, n: int = 200) -> list[dict[str, Any]]:
+        return self.manager.logs(name, n)
+
+    async def plan(self, name: str) -> dict[str, Any]:
+        return (await self.manager.plan(name)).to_dict()
+
+    async def start(self, name: str) -> dict[str, Any]:
+        return await self.manager.start_model(name)
+
+    async def stop(self, name: str) -> dict[str, Any]:
+        return await self.manager.stop_model(name)
+
+    async def config(self) -> dict[str, Any]:
+        return redact(self.manager.config.raw)
+
+    async def usage_frame(self, since: float) -> pd.DataFrame:
+        """Request rows since ``since``: from the usage store when there is one, else the in-memory records."""
+        store = getattr(self.manager, "store", None)
+        if store is not None:
+            return await asyncio.to_thread(store.requests_frame, since=since)
+        recent = list(self.manager.usage.recent)  # a copy on the loop: the deque changes under a thread
+        return await asyncio.to_thread(frame_from_records, [r for r in recent if r.ts >= since])
+
+    async def budget(self) -> float | None:
+        store = getattr(self.manager, "store", None)
+        rows = list(self.manager.config.program.budgets)
+        if store is not None and hasattr(store, "list_budgets"):
+            rows += await asyncio.to_thread(store.list_budgets)
+        return monthly_budget(rows)
+
+
+class RemoteSource:
+    """A manager in another process, through :class:`llm_manager.client.Client` run in worker threads."""
+
+    def __init__(self, client: Client | None = None):
+        self.client = client or Client()
+        self.device_interval = 2.0
+        self.currency = "USD"
+        self._config: dict[str, Any] | None = None
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        """GET a path the Client has no method for; None when the server lacks the endpoint."""
+        r = await asyncio.to_thread(self.client.http.get, path, params=params)
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()
+
+    async def models(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.client.models_info)
+
+    async def devices(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.devices_info)
+
+    async def throughput(self) -> dict[str, Any]:
+        now = time.time()
+        return throughput_from_records(await self.recent_usage(5000, since=now - 5.0), now=now)
+
+    async def recent_usage(self, limit: int = 1000, since: float | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = since
+        body = await self._get("/api/usage/recent", **params)
+        rows = (body or {}).get("requests", [])
+        return [r for r in rows if since is None or r.get("ts", 0) >= since][-limit:]
+
+    async def events(self) -> list[dict[str, Any]]:
+        body = await self._get("/api/events")
+        return (body or {}).get("events", [])
+
+    async def logs(self, name: str, n: int = 200) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.client.logs, name, n)
+
+    async def plan(self, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.plan, name)
+
+    async def start(self, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.start_model, name)
+
+    async def stop(self, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.stop_model, name)
+
+    async def config(self) -> dict[str, Any]:
+        self._config = await asyncio.to_thread(self.client.config)
+        program = self._config.get("program") or {}
+        self.currency = program.get("currency") or self.currency
+        return self._config
+
+    async def usage_frame(self, since: float) -> pd.DataFrame:
+        rows = await self.recent_usage(20000, since=since)
+        return await asyncio.to_thread(frame_from_records, rows)
+
+    async def budget(self) -> float | None:
+        config = self._config if self._config is not None else await self.config()
+        return monthly_budget((config.get("program") or {}).get("budgets") or [])
+
+
+Source = LocalSource | RemoteSource
+
+
+def make_source(obj: Any) -> Source:
+    """A source for a Manager, a Client, or a source passed through unchanged."""
+    if isinstance(obj, LocalSource | RemoteSource):
+        return obj
+    if isinstance(obj, Client):
+        return RemoteSource(obj)
+    return LocalSource(obj)

@@ -1,0 +1,119 @@
+"""Cost: by model, key and day (hvplot bars), and the month's budget burn against the month-end forecast.
+
+Data comes from the usage store when the manager has one (a query in a worker thread, at most every 10 s),
+otherwise from the in-memory recent records, through the same ``llm_manager.usage.analytics`` functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
+import pandas as pd
+import panel as pn
+
+from ...usage import analytics
+from ...usage.pricing import period_start
+from .base import View
+
+DAYS = 30
+TABLE_COLUMNS = ["model", "requests", "prompt_tokens", "completion_tokens", "cost", "errors"]
+
+
+def cost_summary(df: pd.DataFrame, now: float) -> dict[str, Any]:
+    """Every number and frame the view shows (runs in a worker thread: the store's frame can be large)."""
+    by_model = analytics.by_model(df)
+    by_key = analytics.by_key(df)
+    by_key["key"] = [k if k else "(no key)" for k in by_key["key_id"]]
+    by_day = analytics.by_period(df, "D")
+    by_day["day"] = by_day["time"].dt.strftime("%m-%d") if len(by_day) else pd.Series(dtype=str)
+    return {"requests": len(df), "tokens": int(df["total_tokens"].sum()) if len(df) else 0,
+            "cost": float(df["cost"].sum()) if len(df) else 0.0, "by_model": by_model, "by_key": by_key,
+            "by_day": by_day, "forecast": analytics.month_forecast(df, now)}
+
+
+def _bars(frame: pd.DataFrame, x: str, title: str, currency: str, color: str) -> Any:
+    if frame.empty:
+        return pn.pane.Markdown(f"**{title}**: no requests yet", height=240)
+    return frame.hvplot.bar(x=x, y="cost", title=title, ylabel=f"cost ({currency})", xlabel="", color=color,
+                            hover_cols=["requests", "total_tokens"], rot=30, height=260, responsive=True)
+
+
+class CostView(View):
+    title = "Cost"
+    period_ms = 10_000
+
+    def __init__(self, source: Any):
+        super().__init__(source)
+        self.summary: dict[str, Any] = {}
+        self.budget: float | None = None
+        cur = getattr(source, "currency", "USD")
+        self.total = pn.indicators.Number(label=f"Cost, last {DAYS} days", value=0.0, format=f"{{value:,.4f}} {cur}",
+                                          font_size="22pt", title_size="11pt")
+        self.requests = pn.indicators.Number(label="Requests", value=0, format="{value:,.0f}", font_size="22pt",
+                                             title_size="11pt")
+        self.tokens = pn.indicators.Number(label="Tokens", value=0, format="{value:,.0f}", font_size="22pt",
+                                           title_size="11pt")
+        self.mtd = pn.indicators.Number(label="Month to date", value=0.0, format=f"{{value:,.4f}} {cur}",
+                                        font_size="22pt", title_size="11pt")
+        self.forecast = pn.indicators.Number(label="Month-end forecast", value=0.0, format=f"{{value:,.4f}} {cur}",
+                                             font_size="22pt", title_size="11pt")
+        self.burn = pn.indicators.Progress(label="Budget burn", value=0, max=100, sizing_mode="stretch_width",
+                                           bar_color="success")
+        self.burn_text = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self.model_bars = pn.Column(sizing_mode="stretch_width")
+        self.key_bars = pn.Column(sizing_mode="stretch_width")
+        self.day_bars = pn.Column(sizing_mode="stretch_width")
+        self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
+                                          sizing_mode="stretch_width", layout="fit_data_stretch",
+                                          formatters={"cost": {"type": "money", "precision": 6}})
+        self._last: tuple | None = None
+
+    def _burn(self, mtd: float, forecast: float, currency: str) -> None:
+        if not self.budget:
+            self.burn.value, self.burn.bar_color = 0, "secondary"
+            self.burn_text.object = ("No monthly cost budget configured (`program.budgets`, or a global monthly budget "
+                                     "in the usage store): the forecast is shown without a limit.")
+            return
+        used = 100.0 * mtd / self.budget
+        projected = 100.0 * forecast / self.budget
+        self.burn.value = int(min(100.0, used))
+        self.burn.bar_color = "danger" if projected > 100 else "warning" if projected > 80 else "success"
+        verdict = ("**over budget by month end**" if projected > 100 else "within budget")
+        self.burn_text.object = (f"Budget {self.budget:,.2f} {currency}: {used:.1f}% used so far, forecast "
+                                 f"{projected:.1f}% at month end: {verdict}.")
+
+    async def _refresh(self) -> None:
+        now = time.time()
+        since = min(period_start(now), now - DAYS * 86400)
+        df = await self.source.usage_frame(since)
+        self.budget = await self.source.budget()
+        summary = await asyncio.to_thread(cost_summary, df, now)
+        self.summary = summary
+        cur = getattr(self.source, "currency", "USD")
+        fc = summary["forecast"]
+        self.total.label = f"Cost since {time.strftime('%Y-%m-%d', time.gmtime(since))}"
+        self.total.value, self.requests.value, self.tokens.value = summary["cost"], summary["requests"], summary["tokens"]
+        self.mtd.value, self.forecast.value = fc["month_to_date_cost"], fc["month_end_forecast"]
+        self._burn(fc["month_to_date_cost"], fc["month_end_forecast"], cur)
+        key = (summary["requests"], round(summary["cost"], 9), summary["tokens"])
+        if key == self._last:  # nothing new: keep the plots (re-rendering them resets zoom and hover)
+            return
+        self._last = key
+        self.model_bars.objects = [_bars(summary["by_model"], "model", "Cost by model", cur, "#1f77b4")]
+        self.key_bars.objects = [_bars(summary["by_key"], "key", "Cost by API key", cur, "#9467bd")]
+        self.day_bars.objects = [_bars(summary["by_day"], "day", f"Cost per day (UTC), last {DAYS} days", cur,
+                                       "#2ca02c")]
+        self.table.value = summary["by_model"].reindex(columns=TABLE_COLUMNS)
+
+    @property
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self.error,
+            pn.Row(self.total, self.requests, self.tokens, self.mtd, self.forecast),
+            pn.Column(pn.pane.Markdown("#### Budget burn (this calendar month, UTC)"), self.burn, self.burn_text,
+                      sizing_mode="stretch_width"),
+            pn.Row(self.model_bars, self.key_bars, sizing_mode="stretch_width"),
+            self.day_bars, self.table, sizing_mode="stretch_width")

@@ -1,0 +1,147 @@
+"""Devices: memory, utilisation and temperature per GPU/CPU, who holds what, and a rolling history.
+
+Reads ``devices_info()`` (the manager's last sample, never a fresh poll) at the device interval and streams one
+point per new sample into a ColumnDataSource with ``rollover`` so a dashboard left open stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, LabelSet
+from bokeh.plotting import figure
+
+from .base import PALETTE, View, empty_source, local_ms, time_figure
+
+HISTORY_POINTS = 900  # 15 min at 1 s, 30 min at 2 s
+FREE_COLOR, OTHER_COLOR = "#e8f5e9", "#b0bec5"
+TABLE_COLUMNS = ["device", "type", "memory", "memory %", "utilisation %", "temperature °C", "held by", "status"]
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else math.nan
+
+
+def memory_segments(devices: list[dict[str, Any]], colors: dict[str, str]) -> dict[str, list[Any]]:
+    """Stacked bar segments per device: each model's reservation, other used memory, then free memory."""
+    seg: dict[str, list[Any]] = {k: [] for k in ("device", "left", "right", "color", "label", "mb", "text")}
+
+    def add(dev: str, left: float, mb: float, color: str, label: str) -> float:
+        if mb <= 0:
+            return left
+        seg["device"].append(dev)
+        seg["left"].append(left)
+        seg["right"].append(left + mb)
+        seg["color"].append(color)
+        seg["label"].append(label)
+        seg["mb"].append(round(mb))
+        seg["text"].append(label if label not in ("free", "other") else "")
+        return left + mb
+
+    for d in devices:
+        total, used = _num(d.get("total_memory_mb")) or 0.0, _num(d.get("used_memory_mb")) or 0.0
+        held = 0.0
+        left = 0.0
+        for h in d.get("models", []):
+            colors.setdefault(h["model"], PALETTE[len(colors) % len(PALETTE)])
+            left = add(d["name"], left, h["memory_mb"], colors[h["model"]], f"{h['model']} ({h['state']})")
+            held += h["memory_mb"]
+        left = add(d["name"], left, max(0.0, used - held), OTHER_COLOR, "other")
+        add(d["name"], left, max(0.0, total - max(used, held)), FREE_COLOR, "free")
+    return seg
+
+
+def device_rows(devices: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for d in devices:
+        total, used = _num(d.get("total_memory_mb")), _num(d.get("used_memory_mb"))
+        pct = 100.0 * used / total if total else math.nan
+        held = ", ".join(f"{h['model']} {h['memory_mb']:,} MB ({h['state']})" for h in d.get("models", []))
+        rows.append({
+            "device": d["name"], "type": d.get("device_type", ""),
+            "memory": f"{used:,.0f} / {total:,.0f} MB", "memory %": round(pct, 1),
+            "utilisation %": _num(d.get("usage_percentage")), "temperature °C": round(_num(d.get("temperature_celsius")), 1),
+            "held by": held or "—", "status": "online" if d.get("online", True) else f"offline: {d.get('offline_reason')}",
+        })
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+class DevicesView(View):
+    title = "Devices"
+
+    def __init__(self, source: Any):
+        super().__init__(source)
+        self.period_ms = max(500, int(1000 * getattr(source, "device_interval", 2.0)))
+        self.devices: list[dict[str, Any]] = []
+        self.colors: dict[str, str] = {}
+        self._last_ts: float | None = None
+        self._names: list[str] = []
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False, sizing_mode="stretch_width",
+            formatters={"memory %": {"type": "progress", "max": 100, "legend": True, "color": ["#43a047", "#fb8c00",
+                                                                                         "#e53935"]}},
+            widths={"memory %": 160, "held by": 320}, layout="fit_data_stretch")
+        self.bars = ColumnDataSource(memory_segments([], self.colors))
+        self.bar_fig = figure(title="Memory per device: models (coloured), other use (grey), free (light)",
+                              y_range=FactorRange(), height=120, sizing_mode="stretch_width", tools="save",
+                              toolbar_location=None)
+        self.bar_fig.hbar(y="device", left="left", right="right", height=0.7, color="color", line_color="white",
+                          source=self.bars)
+        self.bar_fig.add_layout(LabelSet(x="left", y="device", text="text", source=self.bars, x_offset=4,
+                                         y_offset=-6, text_font_size="11px", text_color="white"))
+        self.bar_fig.add_tools(HoverTool(tooltips=[("device", "@device"), ("", "@label"), ("MB", "@mb{0,0}")]))
+        self.bar_fig.xaxis.axis_label = "MB"
+        self.history = empty_source(["time"])
+        self.mem_fig = time_figure("Memory used", "% of total")
+        self.util_fig = time_figure("Utilisation", "%")
+        self.temp_fig = time_figure("Temperature", "°C", zero=False)
+
+    def _setup_history(self, devices: list[dict[str, Any]]) -> None:
+        """One line per device per chart; rebuilt only if the set of devices changes."""
+        self._names = [d["name"] for d in devices]
+        cols = {"time": []} | {f"{k}_{i}": [] for i in range(len(devices)) for k in ("mem", "util", "temp")}
+        self.history.data = cols
+        for fig, key in ((self.mem_fig, "mem"), (self.util_fig, "util"), (self.temp_fig, "temp")):
+            fig.renderers = []
+            for legend in fig.legend:
+                legend.items = []
+            for i, name in enumerate(self._names):
+                fig.line("time", f"{key}_{i}", source=self.history, color=PALETTE[i % len(PALETTE)], line_width=2,
+                         legend_label=name, name=name)
+            if fig.legend:
+                fig.legend.location = "top_left"
+                fig.legend.label_text_font_size = "10px"
+                fig.legend.background_fill_alpha = 0.6
+
+    async def _refresh(self) -> None:
+        info = await self.source.devices()
+        devices = info.get("devices", [])
+        self.devices = devices
+        if [d["name"] for d in devices] != self._names:
+            self._setup_history(devices)
+            self.bar_fig.y_range.factors = list(reversed(self._names))
+            self.bar_fig.height = 70 + 36 * max(1, len(devices))
+        self.bars.data = memory_segments(devices, self.colors)
+        rows = device_rows(devices)
+        if not rows.equals(self.table.value):
+            self.table.value = rows
+        ts = info.get("ts")
+        if ts and ts != self._last_ts:
+            self._last_ts = ts
+            point: dict[str, list[float]] = {"time": [local_ms(ts)]}
+            for i, d in enumerate(devices):
+                total = _num(d.get("total_memory_mb"))
+                point[f"mem_{i}"] = [100.0 * _num(d.get("used_memory_mb")) / total if total else math.nan]
+                point[f"util_{i}"] = [_num(d.get("usage_percentage"))]
+                point[f"temp_{i}"] = [_num(d.get("temperature_celsius"))]
+            self.history.stream(point, rollover=HISTORY_POINTS)
+
+    @property
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self.error, self.bar_fig, self.table,
+            pn.Row(self.mem_fig, self.util_fig, self.temp_fig, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")

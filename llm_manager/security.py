@@ -1,0 +1,320 @@
+"""API keys (hashed at rest), the admin key, per-key and per-IP token-bucket rate limits, and budgets.
+
+Config form (all optional, in ``program``)::
+
+    "admin_key": "sk-admin-...",
+    "api_keys": ["sk-...", {"key": "sk-...", "name": "team-a", "models": ["chat"], "rpm": 60, "tpm": 100000},
+                 {"key_hash": "sha256:<hex>", "name": "ci"}],
+    "rate_limits": {"per_key": {"rpm": 600, "tpm": 1000000}, "per_ip": {"rpm": 120}},
+    "budgets": [{"name": "monthly", "scope": "global", "period": "month", "limit": 50, "unit": "cost"},
+                {"name": "team-a daily", "scope": "key", "key": "team-a", "period": "day", "limit": 200000,
+                 "unit": "tokens"}]
+
+Keys created at run time (``/api/keys``, ``llm-manager keys create``) live in the usage store, hashed.
+Budget counters start from the store's totals for the current period and then count in memory.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import ipaddress
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import ProgramConfig
+from .errors import AuthenticationError, BudgetExceeded, ConfigError, PermissionDenied, RateLimited
+
+BUDGET_THRESHOLDS = (0.5, 0.8, 1.0)
+
+
+def hash_key(secret: str) -> str:
+    """Keys are long random strings, so one SHA-256 is enough (no password stretching needed)."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return "sk-llm-" + secrets.token_urlsafe(32)
+
+
+@dataclass
+class KeyInfo:
+    id: str
+    name: str
+    models: tuple[str, ...] = ()
+    rpm: float | None = None
+    tpm: float | None = None
+    admin: bool = False
+    source: str = "config"  # "config" | "store"
+
+
+class TokenBucket:
+    """``rate`` units per minute, bursting up to one minute's worth; usage may overdraw (tokens are
+    only known after the answer), and an overdrawn bucket makes the next request wait."""
+
+    def __init__(self, per_minute: float):
+        self.capacity = float(per_minute)
+        self.level = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_time(self, need: float = 1.0) -> float:
+        """0 when ``need`` units are available now, else seconds until they are."""
+        self._refill()
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= amount
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    """Start and end (epoch seconds, UTC) of the day or month containing ``now``."""
+    t = datetime.fromtimestamp(now, tz=timezone.utc)
+    if period == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.timestamp(), start.timestamp() + 86400
+    start = t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = calendar.monthrange(t.year, t.month)[1]
+    return start.timestamp(), start.timestamp() + days * 86400
+
+
+@dataclass
+class Budget:
+    name: str
+    scope: str  # "global" | "key"
+    period: str  # "day" | "month"
+    limit: float
+    unit: str  # "cost" | "tokens"
+    key: str | None = None  # key id or name, for scope "key"
+    used: float = 0.0
+    start: float = 0.0
+    end: float = 0.0
+    warned: set[float] = field(default_factory=set)
+
+    def applies(self, key: KeyInfo | None) -> bool:
+        return self.scope == "global" or (key is not None and self.key in (key.id, key.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "scope": self.scope, "key": self.key, "period": self.period, "unit": self.unit,
+                "limit": self.limit, "used": self.used, "resets_at": self.end,
+                "fraction": self.used / self.limit if self.limit else 0.0}
+
+
+def parse_budgets(raw: tuple[Any, ...]) -> list[Budget]:
+    out = []
+    for i, b in enumerate(raw):
+        p = f"program.budgets[{i}]"
+        if not isinstance(b, dict):
+            raise ConfigError(p, "expected object {name, scope, period, limit, unit}")
+        scope, period, unit = b.get("scope", "global"), b.get("period", "month"), b.get("unit", "cost")
+        if scope not in ("global", "key"):
+            raise ConfigError(f"{p}.scope", "expected global or key")
+        if period not in ("day", "month"):
+            raise ConfigError(f"{p}.period", "expected day or month")
+        if unit not in ("cost", "tokens"):
+            raise ConfigError(f"{p}.unit", "expected cost or tokens")
+        limit = b.get("limit")
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            raise ConfigError(f"{p}.limit", "expected a positive number")
+        if scope == "key" and not isinstance(b.get("key"), str):
+            raise ConfigError(f"{p}.key", "expected the key's name or id for a key budget")
+        out.append(Budget(str(b.get("name", f"budget {i}")), scope, period, float(limit), unit, b.get("key")))
+    return out
+
+
+def parse_config_keys(raw: tuple[Any, ...]) -> dict[str, KeyInfo]:
+    keys: dict[str, KeyInfo] = {}
+    for i, k in enumerate(raw):
+        p = f"program.api_keys[{i}]"
+        if isinstance(k, str):
+            k = {"key": k}
+        if not isinstance(k, dict) or not (isinstance(k.get("key"), str) or isinstance(k.get("key_hash"), str)):
+            raise ConfigError(p, "expected a key string or {key | key_hash, name, models, rpm, tpm}")
+        digest = k["key_hash"] if "key_hash" in k else hash_key(k["key"])
+        if not digest.startswith("sha256:"):
+            digest = "sha256:" + digest
+        name = str(k.get("name", f"config-key-{i}"))
+        models = k.get("models", [])
+        if not isinstance(models, list):
+            raise ConfigError(f"{p}.models", "expected list of model names")
+        keys[digest] = KeyInfo(f"cfg:{name}", name, tuple(models), k.get("rpm"), k.get("tpm"))
+    return keys
+
+
+def is_loopback(ip: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(ip or "").is_loopback
+    except ValueError:
+        return False
+
+
+class Security:
+    def __init__(self, program: ProgramConfig, store: Any = None, resolve: Any = None, bus: Any = None):
+        self.admin_key = program.admin_key
+        self.store = store
+        self.resolve = resolve  # name or alias -> model name
+        self.bus = bus
+        self.keys = parse_config_keys(program.api_keys)
+        self.budgets = parse_budgets(program.budgets)
+        limits = program.rate_limits or {}
+        self.key_limits = dict(limits.get("per_key") or {})
+        self.ip_limits = dict(limits.get("per_ip") or {})
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.load_store_keys()
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.keys)
+
+    def load_store_keys(self) -> None:
+        """Keys created at run time (blocking: at start, and after changes)."""
+        if self.store is None:
+            return
+        for row in self.store.list_keys(include_revoked=False):
+            models = tuple(m for m in json.loads(row.models or "[]") if m != "*")
+            self.keys[row.key_hash] = KeyInfo(row.id, row.name, models, admin=bool(row.admin), source="store")
+
+    def init_budgets(self, now: float | None = None) -> None:
+        """Start each budget's counter from the store's totals for the current period (blocking)."""
+        now = now or time.time()
+        for b in self.budgets:
+            b.start, b.end = period_bounds(b.period, now)
+            b.used = 0.0
+            if self.store is not None:
+                key_id = None if b.scope == "global" else self._key_id(b.key)
+                tokens, cost = self.store.period_totals(key_id, b.start)
+                b.used = float(cost if b.unit == "cost" else tokens)
+
+    def _key_id(self, name_or_id: str | None) -> str | None:
+        for k in self.keys.values():
+            if name_or_id in (k.id, k.name):
+                return k.id
+        return name_or_id
+
+    # ---------------------------------------------------------------- authentication
+
+    @staticmethod
+    def _token(request: Any) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return request.headers.get("x-api-key")
+
+    def authorize(self, request: Any, model: str | None) -> KeyInfo | None:
+        """The caller's key (None on an open server); 401/403/429 otherwise."""
+        ip = request.remote_ip or ""
+        self._limit(("ip", ip), self.ip_limits.get("rpm"), f"client {ip}")
+        if not self.auth_required:
+            return None
+        token = self._token(request)
+        if not token:
+            raise AuthenticationError("missing API key: send Authorization: Bearer <key>")
+        if self.admin_key and secrets.compare_digest(token, self.admin_key):
+            return KeyInfo("admin", "admin", admin=True)
+        info = self.keys.get(hash_key(token))
+        if info is None:
+            raise AuthenticationError("invalid or revoked API key")
+        if model is not None and info.models:
+            allowed = {self._canonical(m) for m in info.models}
+            if self._canonical(model) not in allowed:
+                raise PermissionDenied(f"key {info.name} may not use model {model}; allowed: {', '.join(info.models)}")
+        self._limit(("key", info.id), info.rpm or self.key_limits.get("rpm"), f"key {info.name}")
+        tpm = info.tpm or self.key_limits.get("tpm")
+        if tpm:
+            wait = self._bucket(("key-tpm", info.id), tpm).wait_time(0.0001)
+            if wait > 0:
+                raise RateLimited(f"key {info.name} is over its {tpm:g} tokens/minute limit",
+                                  headers={"Retry-After": str(int(wait) + 1)})
+        return info
+
+    def _canonical(self, name: str) -> str:
+        if self.resolve is None:
+            return name
+        try:
+            return self.resolve(name)
+        except Exception:
+            return name
+
+    def authorize_admin(self, request: Any, token: str | None = None) -> None:
+        """Management needs the admin key when one is set; without one, only loopback clients may manage."""
+        if self.admin_key:
+            given = token or self._token(request)
+            if not given or not secrets.compare_digest(given, self.admin_key):
+                raise AuthenticationError("the management API needs the admin key (program.admin_key)")
+            return
+        if not is_loopback(request.remote_ip):
+            raise PermissionDenied("the management API is only open to loopback clients until program.admin_key is set")
+
+    # ---------------------------------------------------------------- rate limits
+
+    def _bucket(self, key: tuple[str, str], per_minute: float) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None or bucket.capacity != per_minute:
+            bucket = self._buckets[key] = TokenBucket(per_minute)
+        return bucket
+
+    def _limit(self, key: tuple[str, str], rpm: float | None, who: str) -> None:
+        if not rpm:
+            return
+        bucket = self._bucket(key, rpm)
+        wait = bucket.wait_time(1.0)
+        if wait > 0:
+            raise RateLimited(f"{who} is over its {rpm:g} requests/minute limit",
+                              headers={"Retry-After": str(int(wait) + 1)})
+        bucket.take(1.0)
+
+    # ---------------------------------------------------------------- budgets
+
+    def check_budget(self, key: KeyInfo | None, model: str) -> None:
+        now = time.time()
+        for b in self.budgets:
+            if not b.applies(key):
+                continue
+            if now >= b.end:
+                b.start, b.end, b.used, b.warned = *period_bounds(b.period, now), 0.0, set()
+            if b.used >= b.limit:
+                reset = datetime.fromtimestamp(b.end, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                unit = "tokens" if b.unit == "tokens" else "cost"
+                raise BudgetExceeded(
+                    f"budget {b.name!r} exhausted: {b.used:g} of {b.limit:g} ({unit}, {b.period}ly); resets at {reset}",
+                    headers={"Retry-After": str(max(1, int(b.end - now)))})
+
+    def key_by_id(self, key_id: str | None) -> KeyInfo | None:
+        if key_id is None:
+            return None
+        if key_id == "admin":
+            return KeyInfo("admin", "admin", admin=True)
+        return next((k for k in self.keys.values() if k.id == key_id), None)
+
+    def on_usage(self, rec: Any) -> None:
+        """Count a finished request against budgets and token rate limits (O(budgets))."""
+        key = self.key_by_id(rec.key_id)
+        tokens = rec.prompt_tokens + rec.completion_tokens
+        if key is not None and tokens:
+            tpm = key.tpm or self.key_limits.get("tpm")
+            if tpm:
+                self._bucket(("key-tpm", key.id), tpm).take(tokens)
+        for b in self.budgets:
+            if not b.applies(key) or not (b.start <= rec.ts < b.end or b.end == 0):
+                continue
+            b.used += rec.cost if b.unit == "cost" else tokens
+            for t in BUDGET_THRESHOLDS:
+                if b.used >= t * b.limit and t not in b.warned:
+                    b.warned.add(t)
+                    if self.bus is not None:
+                        self.bus.publish("event", {"kind": "budget", "model": rec.model, "ts": time.time(),
+                                                   "detail": f"budget {b.name!r} at {int(t * 100)} % "
+                                                             f"({b.used:g} of {b.limit:g})"})
+
+    def budget_status(self) -> list[dict[str, Any]]:
+        return [b.to_dict() for b in self.budgets]

@@ -1,0 +1,161 @@
+"""Keys, budgets, rate limits, usage, cost and metrics through a real manager process."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import openai
+import pytest
+from helpers import ManagerProcess, config_doc, fake_model
+
+ADMIN = "sk-admin-test"
+USER = "sk-user-test"
+PRICING = {"input": 1.0, "output": 2.0, "per": 1000}  # per 1,000 tokens, so costs are easy to check
+
+
+@pytest.fixture(scope="module")
+def mgr(tmp_path_factory):
+    doc = config_doc({
+        "chat": fake_model("Chat", pricing=PRICING),
+        "embed": fake_model("Embedding", pricing={"input": 0.5, "output": 0, "per": 1000}),
+        "limited": fake_model("Chat"),
+    }, admin_key=ADMIN, flush_interval=0.2,
+        api_keys=[{"key": USER, "name": "user"}, {"key": "sk-chat-only", "name": "chatonly", "models": ["chat"]},
+                  {"key": "sk-slow", "name": "slow", "rpm": 3}],
+        budgets=[{"name": "limited tokens", "scope": "key", "key": "chatonly", "period": "day", "limit": 60,
+                  "unit": "tokens"}])
+    m = ManagerProcess(tmp_path_factory.mktemp("acct"), doc)
+    m.http.headers["Authorization"] = f"Bearer {ADMIN}"
+    yield m
+    m.stop()
+
+
+def ask(mgr, key, model="chat", max_tokens=4, **extra):
+    return httpx.post(mgr.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"} if key else {},
+                      json={"model": model, "messages": [{"role": "user", "content": "one two three"}],
+                            "max_tokens": max_tokens, **extra}, timeout=30)
+
+
+def test_keys_are_required_and_checked(mgr):
+    r = ask(mgr, None)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert ask(mgr, "sk-wrong").status_code == 401
+    assert ask(mgr, USER).status_code == 200
+    r = ask(mgr, "sk-chat-only", model="limited")
+    assert r.status_code == 403 and "may not use model limited" in r.json()["error"]["message"]
+
+
+def test_management_needs_the_admin_key(mgr):
+    assert httpx.get(mgr.url + "/api/models-info").status_code == 401
+    assert httpx.get(mgr.url + "/api/models-info", headers={"Authorization": f"Bearer {USER}"}).status_code == 401
+    assert mgr.http.get("/api/models-info").status_code == 200
+    assert httpx.get(mgr.url + "/api/health").status_code == 200  # liveness stays open
+
+
+def test_key_lifecycle_over_the_api(mgr):
+    r = mgr.http.post("/api/keys", json={"name": "notebook", "models": ["chat"]})
+    assert r.status_code == 201
+    created = r.json()
+    secret = created["key"]
+    assert secret.startswith("sk-llm-") and created["prefix"] == secret[:12]
+    listed = mgr.http.get("/api/keys").json()["keys"]
+    mine = next(k for k in listed if k["id"] == created["id"])
+    assert mine["models"] == ["chat"] and "key" not in mine and secret not in str(listed)
+    client = openai.OpenAI(base_url=mgr.url + "/v1", api_key=secret, max_retries=0)
+    assert client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
+                                          max_tokens=1).choices
+    assert mgr.http.delete(f"/api/keys/{created['id']}").json() == {"id": created["id"], "revoked": True}
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}], max_tokens=1)
+
+
+def test_per_key_rate_limit_gives_429_with_retry_after(mgr):
+    codes = [ask(mgr, "sk-slow", max_tokens=1).status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200] and codes[3] == 429
+    r = ask(mgr, "sk-slow", max_tokens=1)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert "requests/minute" in r.json()["error"]["message"]
+
+
+def test_budget_exhaustion_says_which_budget_and_when_it_resets(mgr):
+    statuses = [ask(mgr, "sk-chat-only", max_tokens=10).status_code for _ in range(6)]
+    assert 429 in statuses and statuses[0] == 200
+    r = ask(mgr, "sk-chat-only", max_tokens=10)
+    err = r.json()["error"]
+    assert r.status_code == 429 and err["code"] == "budget_exceeded"
+    assert "budget 'limited tokens' exhausted" in err["message"] and "resets at" in err["message"]
+    assert ask(mgr, USER).status_code == 200  # other keys are not affected
+    budgets = mgr.http.get("/api/budgets").json()["budgets"]
+    assert budgets[0]["used"] >= 60 and budgets[0]["limit"] == 60
+    events = mgr.http.get("/api/events").json()["events"]
+    assert {e["detail"].split(" at ")[1].split(" %")[0] for e in events if e["kind"] == "budget"} >= {"50", "80", "100"}
+
+
+def test_usage_and_cost_are_counted_streams_included(mgr):
+    before = mgr.http.get("/api/usage/summary").json()
+    client = openai.OpenAI(base_url=mgr.url + "/v1", api_key=USER, max_retries=0)
+    r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a b c"}], max_tokens=5)
+    stream = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a b c"}],
+                                            max_tokens=7, stream=True)
+    assert all(chunk.usage is None for chunk in stream)
+    emb = client.embeddings.create(model="embed", input="hello world")
+    recent = mgr.http.get("/api/usage/recent", params={"limit": 3}).json()["requests"]
+    assert [x["endpoint"] for x in recent] == ["chat/completions", "chat/completions", "embeddings"]
+    plain, streamed, embedded = recent
+    assert plain["completion_tokens"] == 5 and plain["prompt_tokens"] == r.usage.prompt_tokens
+    assert streamed["completion_tokens"] == 7 and streamed["stream"] and not streamed["estimated"]
+    assert embedded["prompt_tokens"] == emb.usage.prompt_tokens
+    expected = (plain["prompt_tokens"] * 1.0 + 5 * 2.0) / 1000
+    assert plain["cost"] == pytest.approx(expected)
+    assert plain["key_id"] == "cfg:user" and plain["ttft_ms"] > 0 and plain["total_ms"] >= plain["ttft_ms"]
+    after = mgr.http.get("/api/usage/summary").json()
+    added = after["total_cost"] - before["total_cost"]
+    assert added == pytest.approx(sum(x["cost"] for x in recent))
+    chat_row = next(x for x in after["by_model"] if x["model"] == "chat")
+    assert chat_row["requests"] >= 2
+    assert after["forecast"]["month_end_forecast"] >= after["forecast"]["month_to_date_cost"] > 0
+    by_key = mgr.http.get("/api/usage/by/key").json()["rows"]
+    assert any(row["key_id"] == "cfg:user" for row in by_key)
+
+
+def test_reprice_and_set_price(mgr):
+    ask(mgr, USER)
+    r = mgr.http.post("/api/usage/reprice", json={"pricing": {"chat": {"input": 2.0, "output": 4.0, "per": 1000}}})
+    body = r.json()
+    chat = next(x for x in body["by_model"] if x["model"] == "chat")
+    assert chat["repriced"] == pytest.approx(2 * chat["current"])
+    mgr.http.put("/api/pricing/chat", json={"input": 0, "output": 0, "per": 1000})
+    ask(mgr, USER)
+    assert mgr.http.get("/api/usage/recent", params={"limit": 1}).json()["requests"][0]["cost"] == 0
+    mgr.http.put("/api/pricing/chat", json=PRICING)
+
+
+def test_prometheus_metrics(mgr):
+    ask(mgr, USER)
+    text = mgr.http.get("/api/metrics").text
+    assert 'llm_requests_total{endpoint="chat/completions",model="chat",status="200"}' in text
+    assert 'llm_model_state{model="chat",state="ready"} 1.0' in text
+    assert "llm_time_to_first_token_seconds_bucket" in text and 'llm_tokens_total{kind="completion",model="chat"}' in text
+
+
+def test_rows_survive_kill_9_after_the_flush_interval(tmp_path):
+    from llm_manager.usage.store import UsageStore
+
+    m = ManagerProcess(tmp_path, config_doc({"chat": fake_model("Chat")}, flush_interval=0.2))
+    try:
+        for _ in range(5):
+            assert ask(m, None).status_code == 200
+        time.sleep(1.0)
+        m.proc.send_signal(signal.SIGKILL)
+        m.proc.wait(5)
+    finally:
+        m.stop()
+    store = UsageStore(None, m.data_dir, flush_interval=60)
+    try:
+        assert len(store.requests_frame()) == 5
+        kinds = set(store.events_frame()["kind"])
+        assert {"start", "ready"} <= kinds
+    finally:
+        store.close()
