@@ -172,6 +172,25 @@ def cmd_start_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "create":
+        if not args.name:
+            print("keys create needs a name", file=sys.stderr)
+            return 1
+        key = client.create_key(args.name, args.models)
+        print(f"created key {key['id']} ({key['name']}); the secret is shown once:\n{key['key']}")
+    elif args.action == "revoke":
+        client.revoke_key(args.name)
+        print(f"revoked {args.name}")
+    else:
+        for k in client.keys():
+            state = "revoked" if k["revoked"] else "active"
+            print(f"{k['id']:<20} {k['name']:<16} {k['prefix'] or '-':<14} {state:<8} "
+                  f"models={','.join(k['models']) or 'all'} ({k['source']})")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .client import Client
 
@@ -223,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--url", default="http://127.0.0.1:8080")
         q.add_argument("--admin-key")
         q.add_argument("--config", help="for plan without a running manager")
+    k = sub.add_parser("keys", help="list, create or revoke API keys (talks to a running manager)")
+    k.add_argument("action", choices=["list", "create", "revoke"])
+    k.add_argument("name", nargs="?", help="name of a new key, or the id to revoke")
+    k.add_argument("--models", nargs="*", help="models the new key may use (default: all)")
+    k.add_argument("--url", default="http://127.0.0.1:8080")
+    k.add_argument("--admin-key")
     sub.add_parser("fake-backend", help="run the OpenAI-compatible test backend (see --help)", add_help=False)
     return p
 
@@ -233,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fake_backend(argparse.Namespace(), argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "models": cmd_models,
-                "start": cmd_start_stop, "stop": cmd_start_stop, "plan": cmd_plan}
+                "start": cmd_start_stop, "stop": cmd_start_stop, "plan": cmd_plan, "keys": cmd_keys}
     try:
         return handlers[args.command](args)
     except LLMManagerError as exc:

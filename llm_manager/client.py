@@ -68,5 +68,48 @@ class Client:
     def config(self) -> dict[str, Any]:
         return self._call("GET", "/api/config")
 
+    # ------------------------------------------------------------------ usage, cost, keys
+
+    def usage_frame(self, days: float = 30, model: str | None = None, key: str | None = None) -> Any:
+        """The request log as a pandas DataFrame (same columns as ``Manager.usage_frame``)."""
+        import pandas as pd
+
+        params = {"days": days, "limit": 1_000_000, **({"model": model} if model else {}), **({"key": key} if key else {})}
+        df = pd.DataFrame(self._call("GET", "/api/usage/requests", params=params)["requests"])
+        if not df.empty:
+            df["time"] = pd.to_datetime(df["ts"], unit="s", utc=True)
+        return df
+
+    def usage_summary(self, days: float = 30) -> dict[str, Any]:
+        """Totals, by model, key and day, the month-end forecast and budget status."""
+        return self._call("GET", "/api/usage/summary", params={"days": days})
+
+    def recent_usage(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/usage/recent", params={"limit": limit})["requests"]
+
+    def prices(self) -> dict[str, Any]:
+        return self._call("GET", "/api/pricing")
+
+    def set_price(self, model: str, pricing: dict[str, Any] | None) -> dict[str, Any]:
+        """Change a model's live price (a pricing block as in config.json; None: free)."""
+        return self._call("PUT", f"/api/pricing/{model}", json=pricing or {})
+
+    def reprice(self, pricing: dict[str, dict[str, Any]], days: float = 30) -> dict[str, Any]:
+        """What the last ``days`` would have cost at other prices (nothing is changed)."""
+        return self._call("POST", "/api/usage/reprice", json={"pricing": pricing, "days": days})
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/keys")["keys"]
+
+    def create_key(self, name: str, models: list[str] | None = None) -> dict[str, Any]:
+        """A new API key; its secret is in the answer's ``key`` and is never shown again."""
+        return self._call("POST", "/api/keys", json={"name": name, "models": models or []})
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/keys/{key_id}")
+
+    def budgets(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/budgets")["budgets"]
+
     def close(self) -> None:
         self.http.close()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from .accounting import AccountingMixin
 from .config import Config, ModelConfig
 from .devices import DeviceRegistry
 from .errors import NoCapacity, NotFound, StartFailed, Unavailable
@@ -36,7 +37,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
 
 
-class Manager:
+class Manager(AccountingMixin):
+    """Drives models, devices and requests; also the usage/cost/keys surface (AccountingMixin)."""
+
     def __init__(self, config: Config, data_dir: Path | str | None = None):
         self.config = config
         self.data_dir = Path(data_dir or config.program.data_dir or default_data_dir())

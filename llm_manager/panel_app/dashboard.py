@@ -40,7 +40,9 @@ class Dashboard:
         self.config = ConfigView(self.source)
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.tabs = pn.Tabs(
-            (TABS[0], pn.Row(self.models.panel, pn.Column(self.planner.panel, width=470), sizing_mode="stretch_width")),
+            (TABS[0], pn.Column(self.models.panel,
+                                pn.Row(self.planner.panel, self.models.events_panel, sizing_mode="stretch_width"),
+                                sizing_mode="stretch_width")),
             (TABS[1], self.devices.panel), (TABS[2], self.throughput.panel), (TABS[3], self.cost.panel),
             (TABS[4], self.logs.panel), (TABS[5], self.config.panel),
             sizing_mode="stretch_width", dynamic=False)

@@ -159,3 +159,28 @@ def test_rows_survive_kill_9_after_the_flush_interval(tmp_path):
         assert {"start", "ready"} <= kinds
     finally:
         store.close()
+
+
+def test_keys_cli_and_python_client(mgr):
+    import subprocess
+    import sys
+
+    from llm_manager.client import Client
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "llm_manager.cli", "keys", *args, "--url", mgr.url,
+                               "--admin-key", ADMIN], capture_output=True, text=True, timeout=60)
+
+    r = cli("create", "from-cli", "--models", "chat")
+    assert r.returncode == 0, r.stderr
+    key_id = r.stdout.split()[2]
+    secret = r.stdout.strip().splitlines()[-1]
+    assert ask(mgr, secret).status_code == 200
+    listing = cli("list").stdout
+    assert key_id in listing and "from-cli" in listing and "models=chat" in listing and secret not in listing
+    assert cli("revoke", key_id).returncode == 0
+    assert ask(mgr, secret).status_code == 401
+    client = Client(mgr.url, api_key=ADMIN)
+    df = client.usage_frame(days=1)
+    assert {"model", "prompt_tokens", "completion_tokens", "cost", "time"} <= set(df.columns) and len(df) > 5
+    assert client.usage_summary()["total_requests"] >= len(df) - 1

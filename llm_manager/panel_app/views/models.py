@@ -51,8 +51,9 @@ class ModelsView(View):
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=COLUMNS), show_index=False, selectable="checkbox", sizing_mode="stretch_width",
             disabled=True, buttons={"start": START_HTML, "stop": STOP_HTML}, layout="fit_data_stretch",
-            formatters={"state": {"type": "html"}, "loading %": {"type": "progress", "max": 100, "color": "#1565c0"}},
-            titles={"start": "", "stop": ""}, widths={"error": 240})
+            formatters={"state": {"type": "html"}, "loading %": {"type": "progress", "max": 100, "color": "#1565c0"},
+                        "error": {"type": "textarea"}},
+            titles={"start": "", "stop": ""}, widths={"error": 260})
         self.table.on_click(self._on_cell_click)
         self.start_selected = pn.widgets.Button(label="▶ Start selected", color="success", disabled=True)
         self.stop_selected = pn.widgets.Button(label="■ Stop selected", color="danger", disabled=True)
@@ -153,6 +154,8 @@ class ModelsView(View):
             pn.Row(self.start_selected, self.stop_selected,
                    pn.pane.Markdown("Tick rows to act on several models; ▶/■ act on one.",
                                     styles={"color": "#616161"})),
-            self.table, self.loading, self.messages,
-            pn.pane.Markdown("#### Recent events"), self.events,
-            sizing_mode="stretch_width")
+            self.table, self.loading, self.messages, sizing_mode="stretch_width")
+
+    @property
+    def events_panel(self) -> pn.viewable.Viewable:
+        return pn.Column(pn.pane.Markdown("### Recent events"), self.events, sizing_mode="stretch_width")
