@@ -11,29 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config, parse_config
+from .config import Config
 from .errors import ConfigError, LLMManagerError
+from .loading import read_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"
 log = logging.getLogger("llm_manager")
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
-    """Modes served by the interface plugins the config points at (built-ins plus its folder)."""
-    from .plugins import load_plugins
-
-    folder = None
-    if isinstance(raw, dict) and isinstance(raw.get("program"), dict):
-        folder = raw["program"].get("interface_plugin_dir")
-    extra = str(base_dir / folder) if isinstance(folder, str) else None
-    names = []
-    for cls in load_plugins("interfaces", "InterfacePlugin", extra).classes:
-        try:
-            names.append(cls().interface_name)
-        except Exception:  # a plugin needing arguments still gets its mode checked at serve time
-            continue
-    return tuple(names) or None
 
 
 def resolve_config_path(arg: str | None) -> Path:
@@ -42,17 +26,6 @@ def resolve_config_path(arg: str | None) -> Path:
     if Path("config.json").exists():
         return Path("config.json")
     return DEMO_CONFIG
-
-
-def read_config(path: Path) -> Config:
-    """Load and validate, with the modes the config's interface plugins provide."""
-    cfg = load_config(path)  # syntax and structure first: names the path of any error
-    from .setup import validate_extensions
-
-    modes = known_modes(cfg.raw, cfg.base_dir)
-    config = parse_config(dict(cfg.raw), cfg.base_dir, cfg.source, modes)
-    validate_extensions(config)
-    return config
 
 
 def fail_config(exc: ConfigError) -> int:

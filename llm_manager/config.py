@@ -315,7 +315,8 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
 
 def parse_config(raw: Any, base_dir: Path | str = ".", source: Path | None = None,
                  known_modes: tuple[str, ...] | None = None) -> Config:
-    """Validate a parsed config document. ``known_modes`` (from the interface plugins) bounds ``mode``."""
+    """Validate a parsed config document. ``known_modes`` (from the interface plugins) bounds ``mode``;
+    ``("*",)`` accepts any mode (a first pass, before the plugins are known)."""
     _expect(isinstance(raw, dict), "", "config must be a JSON object with a 'program' block and model blocks")
     base = Path(base_dir).resolve()
     warnings: list[str] = []
@@ -328,7 +329,8 @@ def parse_config(raw: Any, base_dir: Path | str = ".", source: Path | None = Non
         if name == "program":
             continue
         model = _model(name, block, warnings)
-        _expect(model.mode in modes, f"models.{name}.mode", f"expected one of {', '.join(modes)}")
+        if "*" not in modes:
+            _expect(model.mode in modes, f"models.{name}.mode", f"expected one of {', '.join(modes)}")
         if model.port in ports:
             raise ConfigError(f"models.{name}.port", f"port {model.port} is already used by model {ports[model.port]}")
         ports[model.port] = name

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from . import hotreload
 from .accounting import AccountingMixin
 from .config import Config, ModelConfig
 from .devices import DeviceRegistry
@@ -66,6 +67,8 @@ class Manager(AccountingMixin):
         self.store: Any = None  # UsageStore, when accounting is attached (llm_manager.setup)
         self.metrics: Any = None
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
+        self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
+        self._config_mtime: int | None = None
         self.extra_routes: list[tuple] = []  # (pattern, handler, kwargs) added by optional layers
         self.pricer: Callable[[UsageRecord], float] | None = None  # set by the usage/security layer when keys or budgets are configured
 
@@ -84,7 +87,7 @@ class Manager(AccountingMixin):
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._idle_loop()), loop.create_task(self._monitor_loop()),
-                       loop.create_task(self._throughput_loop())]
+                       loop.create_task(self._throughput_loop()), loop.create_task(hotreload.watch(self))]
         for model in self.config.models.values():
             if model.auto_start:
                 loop.create_task(self._auto_start(model.name))
@@ -270,8 +273,21 @@ class Manager(AccountingMixin):
         await sup.stop("stop requested")
         return sup.info()
 
+    async def reload_config(self, doc: dict[str, Any]) -> dict[str, list[str]]:
+        """Validate and apply a new config document (the running one stays if it is invalid)."""
+        return await hotreload.reload_from_document(self, doc)
+
     def models_info(self) -> list[dict[str, Any]]:
-        return [s.info() for s in self.supervisors.values()]
+        offline = {r["name"] for r in self.device_readings if not r.get("online")}
+        out = []
+        for sup in self.supervisors.values():
+            info = sup.info()
+            if sup.profile is not None and offline and sup.state in (State.STARTING, State.READY):
+                mapping = self.devices.resolve(sup.profile.required_devices)
+                lost = [cfg for cfg in sup.profile.required_devices if mapping.get(cfg) in offline]
+                info["devices_offline"] = lost
+            out.append(info)
+        return out
 
     def model_info(self, name: str) -> dict[str, Any]:
         return self.supervisors[self.router.resolve(name).name].info()
@@ -319,6 +335,10 @@ class Manager(AccountingMixin):
             await asyncio.sleep(0.5)
             now = time.time()
             for sup in list(self.supervisors.values()):
+                if sup.pending_restart and sup.state == State.READY and not sup.busy:
+                    sup.pending_restart = False  # its config changed: the next request starts the new one
+                    asyncio.ensure_future(sup.stop("config changed; restarts on the next request"))
+                    continue
                 ttl = self.config.idle_ttl(sup.model)
                 if ttl > 0 and sup.state == State.READY and not sup.busy and now - sup.last_used > ttl:
                     asyncio.ensure_future(sup.stop(f"idle for {now - sup.last_used:.0f} s (ttl {ttl:g} s)"))

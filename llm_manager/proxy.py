@@ -1,30 +1,365 @@
-"""Forward one request upstream with a pooled httpx.AsyncClient, relaying SSE event by event.
+"""Forward one request upstream over pooled keep-alive HTTP/1.1 connections, relaying SSE event by event.
 
-The hot path: bodies pass through untouched unless the stream needs ``include_usage`` injected;
-per streamed chunk the only work is finding event boundaries and, in the rare event that mentions
-``"usage"``, parsing that one event.
+The hot path. Upstreams are model servers on loopback (or a LAN), so this is a small purpose-built
+HTTP/1.1 client on an ``asyncio.Protocol`` rather than httpx: measured in ``bench/RESULTS.md``, httpx's
+pool bookkeeping and stream layers cost more CPU per request than all the rest of the gateway together.
+Bodies pass through untouched unless a stream needs ``include_usage`` added (a byte splice, no
+re-serialising); per streamed chunk the only work is finding event boundaries and, in the rare event
+that mentions ``"usage"``, parsing that one event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from .errors import UpstreamError, UpstreamTimeout
 
 USAGE_MARK = b'"usage"'
 DONE_EVENT = b"data: [DONE]"
+HIGH_WATER = 1 << 20  # stop reading an upstream that is this far ahead of its client
+MAX_HEAD = 1 << 16
 
 
-def make_client() -> httpx.AsyncClient:
-    """One pooled client for every upstream (keep-alive; no env proxies for loopback upstreams)."""
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(600.0, connect=5.0), trust_env=False)
+class _Broken(Exception):
+    """The upstream connection closed or misbehaved; ``fresh`` says no byte of the answer had arrived."""
+
+    def __init__(self, message: str, fresh: bool = False):
+        super().__init__(message)
+        self.fresh = fresh
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection: bytes in a buffer, one waiter woken when more arrive or it closes."""
+
+    __slots__ = ("pool", "key", "transport", "buf", "waiter", "closed", "paused", "idle_since", "active", "timed_out",
+                 "deadline_timer", "timeout", "last_rx", "received")
+
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int]):
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.paused = False
+        self.idle_since = 0.0
+        self.active = False
+        self.timed_out = False
+        self.deadline_timer: asyncio.TimerHandle | None = None
+        self.timeout = 0.0
+        self.last_rx = 0.0
+        self.received = 0  # bytes of the current answer
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self.received += len(data)
+        if len(self.buf) > HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+        if not self.active:
+            self.pool._forget(self)
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    # -- used by UpstreamResponse
+    async def more(self) -> None:
+        """Wait until more bytes arrive; raises _Broken when the connection has closed."""
+        if self.closed:
+            raise _Broken("upstream closed the connection", fresh=self.received == 0)
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        fut = asyncio.get_running_loop().create_future()
+        self.waiter = fut
+        self.last_rx = time.monotonic()
+        await fut
+        if self.timed_out:
+            raise asyncio.TimeoutError()
+
+    def arm(self, timeout: float) -> None:
+        """Time out when the upstream sends nothing for ``timeout`` seconds while we wait (one timer per exchange)."""
+        self.timeout = timeout
+        self.timed_out = False
+        self.last_rx = time.monotonic()
+        self.deadline_timer = asyncio.get_running_loop().call_later(timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self.deadline_timer = None
+        if not self.active:
+            return
+        quiet = time.monotonic() - self.last_rx
+        if self.waiter is not None and quiet >= self.timeout:
+            self.timed_out = True
+            self._wake()
+            self.close()
+        else:
+            self.deadline_timer = asyncio.get_running_loop().call_later(max(0.01, self.timeout - quiet),
+                                                                        self._check_idle)
+
+    def disarm(self) -> None:
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Keep-alive connections per upstream (host, port), most recently used first."""
+
+    def __init__(self, max_idle: int = 256, idle_expiry: float = 30.0, connect_timeout: float = 5.0):
+        self.max_idle = max_idle
+        self.idle_expiry = idle_expiry
+        self.connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._closed = False
+
+    async def _connect(self, key: tuple[str, int]) -> _Conn:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, key), key[0], key[1]),
+                                         self.connect_timeout)
+        return conn  # type: ignore[return-value]
+
+    async def acquire(self, key: tuple[str, int]) -> tuple[_Conn, bool]:
+        """A connection to ``key`` and whether it was reused from the pool."""
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.closed or now - conn.idle_since > self.idle_expiry:
+                conn.close()
+                continue
+            conn.active = True
+            return conn, True
+        conn = await self._connect(key)
+        conn.active = True
+        return conn, False
+
+    def release(self, conn: _Conn, reusable: bool) -> None:
+        conn.active = False
+        conn.disarm()
+        if not reusable or conn.closed or self._closed or conn.buf:
+            conn.close()
+            return
+        idle = self._idle.setdefault(conn.key, [])
+        if len(idle) >= self.max_idle:
+            idle.pop(0).close()
+        conn.idle_since = time.monotonic()
+        idle.append(conn)
+
+    def _forget(self, conn: _Conn) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+def make_client() -> UpstreamPool:
+    """One pool for every upstream (keep-alive; loopback upstreams, so no proxy settings apply)."""
+    return UpstreamPool()
+
+
+class UpstreamResponse:
+    """Status, headers and the body of one upstream answer, read as it arrives."""
+
+    def __init__(self, pool: UpstreamPool, conn: _Conn, status: int, headers: dict[bytes, bytes], keep_alive: bool):
+        self.pool = pool
+        self.conn: _Conn | None = conn
+        self.status = status
+        self.headers = headers
+        te = headers.get(b"transfer-encoding", b"").lower()
+        self.chunked = b"chunked" in te
+        cl = headers.get(b"content-length")
+        self.remaining = int(cl) if cl is not None and not self.chunked else -1
+        self.until_close = not self.chunked and self.remaining < 0
+        self.keep_alive = keep_alive and not self.until_close
+        self.chunk_left = 0  # bytes left in the current chunk (chunked coding)
+        self.done = self.remaining == 0 or status in (204, 304)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get(b"content-type", b"application/json").decode("latin-1")
+
+    async def read_some(self) -> bytes:
+        """The next piece of the body as soon as any of it is here; b"" once the body is complete."""
+        conn = self.conn
+        if self.done or conn is None:
+            return b""
+        buf = conn.buf
+        while True:
+            if self.chunked:
+                piece = self._decode_chunked(buf)
+                if piece or self.done:
+                    return piece
+            elif self.remaining > 0:
+                if buf:
+                    n = min(len(buf), self.remaining)
+                    piece = bytes(buf[:n])
+                    del buf[:n]
+                    self.remaining -= n
+                    self.done = self.remaining == 0
+                    return piece
+            else:  # until the upstream closes
+                if buf:
+                    piece = bytes(buf)
+                    buf.clear()
+                    return piece
+                if conn.closed:
+                    self.done = True
+                    return b""
+            try:
+                await conn.more()
+            except _Broken:
+                if self.until_close:
+                    self.done = True
+                    return bytes(buf)
+                raise
+
+    def _decode_chunked(self, buf: bytearray) -> bytes:
+        out: list[bytes] = []
+        while buf:
+            if self.chunk_left > 0:
+                n = min(len(buf), self.chunk_left)
+                out.append(bytes(buf[:n]))
+                del buf[:n]
+                self.chunk_left -= n
+                if self.chunk_left == 0:
+                    self.chunk_left = -2  # the CRLF after the chunk data
+                continue
+            if self.chunk_left == -2:
+                if len(buf) < 2:
+                    break
+                del buf[:2]
+                self.chunk_left = 0
+                continue
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                if len(buf) > 1024:
+                    raise _Broken("malformed chunked encoding from upstream")
+                break
+            try:
+                size = int(bytes(buf[:eol]).split(b";", 1)[0], 16)
+            except ValueError:
+                raise _Broken("malformed chunked encoding from upstream") from None
+            if size == 0:  # last chunk: wait for the (empty) trailer section's CRLF
+                end = buf.find(b"\r\n\r\n", eol) if len(buf) > eol + 2 else -1
+                if buf[eol:eol + 4] == b"\r\n\r\n":
+                    del buf[:eol + 4]
+                elif end >= 0:
+                    del buf[:end + 4]
+                else:
+                    break
+                self.done = True
+                break
+            del buf[:eol + 2]
+            self.chunk_left = size
+        return b"".join(out) if len(out) != 1 else out[0]
+
+    async def read(self) -> bytes:
+        conn = self.conn
+        if (conn is not None and not self.chunked and self.remaining > 0 and len(conn.buf) >= self.remaining
+                and not self.done):  # the common case: the whole answer came with its head
+            n = self.remaining
+            data = bytes(conn.buf[:n])
+            del conn.buf[:n]
+            self.remaining, self.done = 0, True
+            return data
+        parts = []
+        while True:
+            piece = await self.read_some()
+            if not piece:
+                return b"".join(parts)
+            parts.append(piece)
+
+    def close(self) -> None:
+        """Back to the pool when the answer was read whole and the upstream keeps the connection."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.pool.release(conn, self.keep_alive and self.done)
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[bytes, bytes], bool]:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise _Broken(f"upstream sent a malformed status line: {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
+    conn_hdr = headers.get(b"connection", b"").lower()
+    keep_alive = b"close" not in conn_hdr if parts[0] == b"HTTP/1.1" else b"keep-alive" in conn_hdr
+    return status, headers, keep_alive
+
+
+async def _exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, timeout: float) -> UpstreamResponse:
+    """Send one request and read the answer's head; a reused connection that died idle is retried once."""
+    for attempt in (0, 1):
+        conn, reused = await pool.acquire(key)
+        try:
+            conn.received = 0
+            conn.arm(timeout)
+            assert conn.transport is not None
+            conn.transport.write(request)
+            buf = conn.buf
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end >= 0:
+                    status, headers, keep_alive = _parse_head(bytes(buf[:end]))
+                    del buf[:end + 4]
+                    if 100 <= status < 200:  # interim answer (100 Continue): the real one follows
+                        continue
+                    return UpstreamResponse(pool, conn, status, headers, keep_alive)
+                if len(buf) > MAX_HEAD:
+                    raise _Broken("upstream sent an oversized header section")
+                await conn.more()
+        except _Broken as exc:
+            pool.release(conn, False)
+            if reused and exc.fresh and attempt == 0:
+                continue  # the kept-alive connection was closed by the upstream meanwhile
+            raise
+        except BaseException:
+            pool.release(conn, False)
+            raise
+    raise _Broken("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -38,15 +373,26 @@ class Outcome:
     stream_events: int = 0
     text_chars: int = 0
     error: str | None = None
+    body: bytes | None = None  # a non-streamed answer, for the caller to send in one piece
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_STREAM_OPTS = b'{"stream_options":{"include_usage":true},'
+
+
 def prepare_stream_body(body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
-    """Ask the upstream for the usage chunk; returns (bytes to send, whether the client wanted usage)."""
+    """Ask the upstream for the usage chunk; returns (bytes to send, whether the client wanted usage).
+
+    The client's bytes are kept: without ``stream_options`` the key is spliced in after the opening brace.
+    """
     opts = body.get("stream_options")
     wants = isinstance(opts, dict) and bool(opts.get("include_usage"))
     if wants:
         return raw, True
+    if "stream_options" not in body:
+        start = raw.find(b"{")
+        if start >= 0 and raw[:start].strip() == b"":
+            return _STREAM_OPTS + raw[start + 1:], False
     new_opts = dict(opts) if isinstance(opts, dict) else {}
     new_opts["include_usage"] = True
     return json.dumps({**body, "stream_options": new_opts}, separators=(",", ":")).encode(), False
@@ -64,11 +410,23 @@ def _read_usage(obj: Any, out: Outcome) -> bool:
     return False
 
 
+_decoder = json.JSONDecoder()
+
+
 def usage_from_body(data: bytes, out: Outcome) -> None:
-    """Non-streaming: read ``usage`` from the answer (only parsed when the answer mentions it)."""
-    if USAGE_MARK not in data:
+    """Non-streaming: read ``usage`` from the answer, decoding only the usage object when it can be found."""
+    at = data.rfind(USAGE_MARK)
+    if at < 0:
         out.text_chars = len(data)
         return
+    brace = data.find(b"{", at + len(USAGE_MARK))
+    if brace >= 0 and data[at + len(USAGE_MARK):brace].strip() == b":":
+        try:  # usage comes last in OpenAI-style answers: decode just that object
+            usage, _ = _decoder.raw_decode(data[brace:brace + 2048].decode("utf-8", errors="replace"))
+            if _read_usage({"usage": usage}, out):
+                return
+        except ValueError:
+            pass
     try:
         _read_usage(json.loads(data), out)
     except ValueError:
@@ -94,16 +452,28 @@ def _filter_event(event: bytes, out: Outcome, hide_usage: bool) -> bytes | None:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def relay_stream(resp: httpx.Response, write: Callable[[bytes], Awaitable[None]], out: Outcome,
+async def relay_stream(resp: UpstreamResponse, write: Callable[[bytes], Awaitable[None]], out: Outcome,
                        hide_usage: bool) -> None:
     """Relay complete SSE events as they arrive (never batched behind a timer)."""
     buf = b""
-    async for chunk in resp.aiter_raw():
-        buf += chunk
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            continue
-        complete, buf = buf[: end + 2], buf[end + 2 :]
+    while True:
+        chunk = await resp.read_some()
+        if not chunk:
+            break
+        if buf:
+            buf += chunk
+        else:
+            buf = chunk
+        if buf.endswith(b"\n\n"):  # the usual case: the read ended on an event boundary
+            complete, buf = buf, b""
+        else:
+            end = buf.rfind(b"\n\n")
+            if end < 0:
+                end = buf.rfind(b"\r\n\r\n")  # servers that frame events with CRLF
+                if end < 0:
+                    continue
+                end += 2
+            complete, buf = buf[: end + 2], buf[end + 2 :]
         out.stream_events += complete.count(b"data:")
         if USAGE_MARK in complete:
             parts = [_filter_event(e + b"\n\n", out, hide_usage) for e in complete.split(b"\n\n")[:-1]]
@@ -119,37 +489,60 @@ async def relay_stream(resp: httpx.Response, write: Callable[[bytes], Awaitable[
         await write(buf)
 
 
-async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: bool, timeout: float,
+_targets: dict[str, tuple[tuple[str, int], bytes, bytes]] = {}
+
+
+def _target(url: str) -> tuple[tuple[str, int], bytes, bytes]:
+    """(host, port), path and Host header of ``url`` (cached: a handful of upstream URLs repeat forever)."""
+    hit = _targets.get(url)
+    if hit is None:
+        u = urlsplit(url)
+        host = u.hostname or "127.0.0.1"
+        port = u.port or (443 if u.scheme == "https" else 80)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        hit = ((host, port), path.encode(), f"{host}:{port}".encode())
+        if len(_targets) < 4096:
+            _targets[url] = hit
+    return hit
+
+
+async def forward(pool: UpstreamPool, url: str, content: bytes, stream: bool, timeout: float,
                   on_headers: Callable[[int, str], None], write: Callable[[bytes], Awaitable[None]],
                   hide_usage: bool) -> Outcome:
-    """POST ``content`` to ``url`` and relay the answer through ``write``; errors become 502/504."""
+    """POST ``content`` to ``url``; errors become 502/504.
+
+    A streamed (SSE) answer is relayed through ``write`` as it arrives; any other answer is read whole
+    and left in ``Outcome.body`` for the caller to send in one piece (one write, with Content-Length).
+    """
     out = Outcome()
-    req = client.build_request("POST", url, content=content, headers={"content-type": "application/json"},
-                               timeout=httpx.Timeout(timeout, connect=5.0))
+    key, path, host = _target(url)
+    request = b"".join((b"POST ", path, b" HTTP/1.1\r\nHost: ", host,
+                        b"\r\nContent-Type: application/json\r\nAccept: */*\r\nContent-Length: ",
+                        str(len(content)).encode(), b"\r\n\r\n", content))
     try:
-        resp = await client.send(req, stream=True)
-    except httpx.TimeoutException as exc:
+        resp = await _exchange(pool, key, request, timeout)
+    except asyncio.TimeoutError as exc:
         raise UpstreamTimeout(f"upstream {url} did not answer within {timeout:g} s") from exc
-    except httpx.HTTPError as exc:
+    except (OSError, _Broken, ValueError) as exc:
         raise UpstreamError(f"upstream {url} failed: {type(exc).__name__}: {exc}") from exc
     try:
-        out.status = resp.status_code
-        ctype = resp.headers.get("content-type", "application/json")
-        on_headers(resp.status_code, ctype)
-        if stream and resp.status_code == 200 and "text/event-stream" in ctype:
+        out.status = resp.status
+        ctype = resp.content_type
+        on_headers(resp.status, ctype)
+        if stream and resp.status == 200 and "text/event-stream" in ctype:
             await relay_stream(resp, write, out, hide_usage)
         else:
-            data = await resp.aread()
+            data = await resp.read()
             out.first_byte = time.monotonic()
-            if resp.status_code == 200:
+            if resp.status == 200:
                 usage_from_body(data, out)
             else:
                 out.error = data[:500].decode("utf-8", errors="replace")
-            await write(data)
-    except httpx.TimeoutException as exc:
+            out.body = data
+    except asyncio.TimeoutError as exc:
         raise UpstreamTimeout(f"upstream {url} stopped sending for {timeout:g} s") from exc
-    except httpx.HTTPError as exc:
+    except (OSError, _Broken, ValueError) as exc:
         raise UpstreamError(f"upstream {url} broke off: {type(exc).__name__}: {exc}") from exc
     finally:
-        await resp.aclose()
+        resp.close()
     return out

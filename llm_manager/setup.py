@@ -83,9 +83,22 @@ def attach_optional_layers(manager: Manager, with_store: bool = True) -> None:
         manager.bus.subscribe("event", lambda _t, e: _store_event(store, e))
         manager.bus.subscribe("devices", _device_sampler(store))
     manager.security.init_budgets()
-    manager.usage_sinks.append(manager.security.on_usage)
+    manager.config_hooks.append(lambda new: _refresh(manager, new))
+    manager.usage_sinks.append(lambda rec: manager.security.on_usage(rec))
     manager.usage_sinks.append(manager.metrics.observe)
     manager.extra_routes.extend(usage_routes(manager))
+
+
+def _refresh(manager: Manager, new: Config) -> None:
+    """After a config reload: new prices (month-to-date volume kept), keys, limits and budgets."""
+    manager.pricer.prices = Pricer(new).prices
+    old_used = {b.name: b for b in manager.security.budgets}
+    security = Security(new.program, manager.store, lambda n: manager.resolve(n).name, manager.bus)
+    security.init_budgets()
+    for b in security.budgets:
+        if b.name in old_used and old_used[b.name].start == b.start:
+            b.used, b.warned = max(b.used, old_used[b.name].used), old_used[b.name].warned
+    manager.security = security
 
 
 def _store_event(store: UsageStore, event: dict[str, Any]) -> None:

@@ -112,6 +112,7 @@ class Supervisor:
         self.last_used: float = 0.0
         self.gate = Gate(model.max_concurrency, model.max_queue, model.queue_timeout)
         self.waiting_start = 0  # requests waiting for this model to become ready
+        self.pending_restart = False  # config changed while it ran: restart when idle
         self.last_error: str | None = None
         self.crashes = 0  # consecutive crashes, reset after a healthy run
         self.restarts = 0
@@ -159,7 +160,7 @@ class Supervisor:
             "ttl_s": self.config.idle_ttl(self.model),
             "start_elapsed_s": (now - self.started_at) if self.state == State.STARTING and self.started_at else None,
             "start_timeout_s": self.model.start_timeout, "restarts": self.restarts,
-            "max_concurrency": self.model.max_concurrency,
+            "max_concurrency": self.model.max_concurrency, "pending_restart": self.pending_restart,
         }
 
     # ------------------------------------------------------------------ start

@@ -115,6 +115,12 @@ class ConfigHandler(ManagementHandler):
     def get(self) -> None:
         self.write_json(redacted(dict(self.manager.config.raw)))
 
+    async def put(self) -> None:
+        """Replace the config: validated first (400 naming the JSON path), then applied without a restart."""
+        doc = self.json_body()
+        summary = await self.manager.reload_config(doc)
+        self.write_json({"status": "applied", **summary})
+
 
 class PluginsHandler(ManagementHandler):
     def get(self) -> None:

@@ -155,6 +155,8 @@ class ProxyHandler(BaseHandler):
 
             out = await forward(self.manager.http, url, content, stream, model.request_timeout, on_headers, write,
                                 hide_usage)
+            if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
+                self.finish(out.body)
         rec.status = out.status
         rec.error = out.error
         if out.first_byte is not None:

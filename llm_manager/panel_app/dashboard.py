@@ -68,14 +68,18 @@ class Dashboard:
             self._cost_at = time.monotonic()
             await self.cost.refresh()
 
-    async def refresh_all(self) -> None:
-        """Everything once (first load, and tests)."""
+    async def refresh_all(self, cost: bool = True) -> None:
+        """Everything once (first load, and tests). Cost only when asked: it may query the database."""
         await self.refresh_models()
         await self.devices.refresh()
         await self.throughput.refresh()
-        await self.refresh_cost(force=True)
+        if cost:
+            await self.refresh_cost(force=True)
         await self.logs.refresh()
         await self.config.refresh()
+
+    async def _first_load(self) -> None:
+        await self.refresh_all(cost=self._active("Cost"))
 
     async def _tick_cost(self) -> None:
         if self._active("Cost"):
@@ -86,7 +90,7 @@ class Dashboard:
             await self.logs.tick()
 
     async def _on_tab(self, _event: Any) -> None:
-        if self._active("Cost"):
+        if self._active("Cost"):  # at once the first time; then as often as the 10 s rule allows
             await self.refresh_cost()
         elif self._active("Logs"):
             await self.logs.refresh()
@@ -103,7 +107,7 @@ class Dashboard:
             add(self._tick_cost, period=int(COST_MIN_INTERVAL_S * 1000)),
             add(self._tick_logs, period=1000),
         ]
-        pn.state.onload(self.refresh_all)
+        pn.state.onload(self._first_load)
         pn.state.on_session_destroyed(self.on_session_destroyed)
 
     def on_session_destroyed(self, session_context: Any) -> None:

@@ -58,6 +58,12 @@ class LocalSource:
         self.device_interval = float(manager.config.program.monitor_interval)
         self.currency = getattr(manager.config.program, "currency", None) or "USD"
 
+    @property
+    def usage_origin(self) -> str:
+        if getattr(self.manager, "store", None) is not None:
+            return "the usage database"
+        return "the in-memory recent requests (no usage database attached; history restarts with the manager)"
+
     async def models(self) -> list[dict[str, Any]]:
         return self.manager.models_info()
 
@@ -122,6 +128,7 @@ class RemoteSource:
         self.client = client or Client()
         self.device_interval = 2.0
         self.currency = "USD"
+        self.usage_origin = f"the recent requests of the manager at {self.client.url}"
         self._config: dict[str, Any] | None = None
 
     async def _get(self, path: str, **params: Any) -> Any:

@@ -34,11 +34,15 @@ def cost_summary(df: pd.DataFrame, now: float) -> dict[str, Any]:
             "by_day": by_day, "forecast": analytics.month_forecast(df, now)}
 
 
-def _bars(frame: pd.DataFrame, x: str, title: str, currency: str, color: str) -> Any:
+def _bars(frame: pd.DataFrame, x: str, what: str, currency: str, color: str) -> Any:
+    """Cost bars; tokens instead when nothing is priced (no ``pricing`` in the config), so bars are never flat."""
     if frame.empty:
-        return pn.pane.Markdown(f"**{title}**: no requests yet", height=240)
-    return frame.hvplot.bar(x=x, y="cost", title=title, ylabel=f"cost ({currency})", xlabel="", color=color,
-                            hover_cols=["requests", "total_tokens"], rot=30, height=260, responsive=True)
+        return pn.pane.Markdown(f"**Cost {what}**: no requests yet", height=40)
+    priced = bool(frame["cost"].sum() > 0)
+    y, label = ("cost", f"cost ({currency})") if priced else ("total_tokens", "tokens")
+    title = f"Cost {what}" if priced else f"Tokens {what} (no prices configured, so no cost)"
+    return frame.hvplot.bar(x=x, y=y, title=title, ylabel=label, xlabel="", color=color,
+                            hover_cols=["requests", "total_tokens", "cost"], rot=30, height=260, responsive=True)
 
 
 class CostView(View):
@@ -61,24 +65,27 @@ class CostView(View):
         self.forecast = pn.indicators.Number(label="Month-end forecast", value=0.0, format=f"{{value:,.4f}} {cur}",
                                              font_size="22pt", title_size="11pt")
         self.burn = pn.indicators.Progress(label="Budget burn", value=0, max=100, sizing_mode="stretch_width",
-                                           bar_color="success")
+                                           bar_color="success", visible=False)
+        self.origin = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"color": "#616161"})
         self.burn_text = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.model_bars = pn.Column(sizing_mode="stretch_width")
         self.key_bars = pn.Column(sizing_mode="stretch_width")
         self.day_bars = pn.Column(sizing_mode="stretch_width")
         self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
-                                          sizing_mode="stretch_width", layout="fit_data_stretch",
-                                          formatters={"cost": {"type": "money", "precision": 6}})
+                                          sizing_mode="stretch_width", layout="fit_data_stretch", sortable=False,
+                                          formatters={"cost": {"type": "money", "precision": 6}},
+                                          titles={c: c.replace("_", " ") for c in TABLE_COLUMNS})
         self._last: tuple | None = None
 
     def _burn(self, mtd: float, forecast: float, currency: str) -> None:
         if not self.budget:
-            self.burn.value, self.burn.bar_color = 0, "secondary"
+            self.burn.visible = False
             self.burn_text.object = ("No monthly cost budget configured (`program.budgets`, or a global monthly budget "
                                      "in the usage store): the forecast is shown without a limit.")
             return
         used = 100.0 * mtd / self.budget
         projected = 100.0 * forecast / self.budget
+        self.burn.visible = True
         self.burn.value = int(min(100.0, used))
         self.burn.bar_color = "danger" if projected > 100 else "warning" if projected > 80 else "success"
         verdict = ("**over budget by month end**" if projected > 100 else "within budget")
@@ -94,7 +101,11 @@ class CostView(View):
         self.summary = summary
         cur = getattr(self.source, "currency", "USD")
         fc = summary["forecast"]
-        self.total.label = f"Cost since {time.strftime('%Y-%m-%d', time.gmtime(since))}"
+        day = time.strftime("%Y-%m-%d", time.gmtime(since))
+        self.total.label = f"Cost since {day}"
+        self.origin.object = (f"{summary['requests']:,} requests, {summary['tokens']:,} tokens since {day} (UTC), "
+                              f"from {getattr(self.source, 'usage_origin', 'the manager')}; refreshed every "
+                              f"{self.period_ms // 1000} s while this tab is shown.")
         self.total.value, self.requests.value, self.tokens.value = summary["cost"], summary["requests"], summary["tokens"]
         self.mtd.value, self.forecast.value = fc["month_to_date_cost"], fc["month_end_forecast"]
         self._burn(fc["month_to_date_cost"], fc["month_end_forecast"], cur)
@@ -102,17 +113,16 @@ class CostView(View):
         if key == self._last:  # nothing new: keep the plots (re-rendering them resets zoom and hover)
             return
         self._last = key
-        self.model_bars.objects = [_bars(summary["by_model"], "model", "Cost by model", cur, "#1f77b4")]
-        self.key_bars.objects = [_bars(summary["by_key"], "key", "Cost by API key", cur, "#9467bd")]
-        self.day_bars.objects = [_bars(summary["by_day"], "day", f"Cost per day (UTC), last {DAYS} days", cur,
-                                       "#2ca02c")]
+        self.model_bars.objects = [_bars(summary["by_model"], "model", "by model", cur, "#1f77b4")]
+        self.key_bars.objects = [_bars(summary["by_key"], "key", "by API key", cur, "#9467bd")]
+        self.day_bars.objects = [_bars(summary["by_day"], "day", "per day (UTC)", cur, "#2ca02c")]
         self.table.value = summary["by_model"].reindex(columns=TABLE_COLUMNS)
 
     @property
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(
             self.error,
-            pn.Row(self.total, self.requests, self.tokens, self.mtd, self.forecast),
+            pn.Row(self.total, self.requests, self.tokens, self.mtd, self.forecast), self.origin,
             pn.Column(pn.pane.Markdown("#### Budget burn (this calendar month, UTC)"), self.burn, self.burn_text,
                       sizing_mode="stretch_width"),
             pn.Row(self.model_bars, self.key_bars, sizing_mode="stretch_width"),

@@ -6,6 +6,7 @@ point per new sample into a ColumnDataSource with ``rollover`` so a dashboard le
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -25,11 +26,17 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else math.nan
 
 
+def _fmt(v: Any) -> str:
+    return "—" if math.isnan(_num(v)) else f"{_num(v):.1f}"
+
+
 def memory_segments(devices: list[dict[str, Any]], colors: dict[str, str]) -> dict[str, list[Any]]:
     """Stacked bar segments per device: each model's reservation, other used memory, then free memory."""
     seg: dict[str, list[Any]] = {k: [] for k in ("device", "left", "right", "color", "label", "mb", "text")}
 
-    def add(dev: str, left: float, mb: float, color: str, label: str) -> float:
+    scale = 1000.0 / max([_num(d.get("total_memory_mb")) or 1.0 for d in devices] or [1.0])  # px per MB, roughly
+
+    def add(dev: str, left: float, mb: float, color: str, label: str, text: str = "") -> float:
         if mb <= 0:
             return left
         seg["device"].append(dev)
@@ -38,7 +45,7 @@ def memory_segments(devices: list[dict[str, Any]], colors: dict[str, str]) -> di
         seg["color"].append(color)
         seg["label"].append(label)
         seg["mb"].append(round(mb))
-        seg["text"].append(label if label not in ("free", "other") else "")
+        seg["text"].append(text if scale * mb >= 7 * len(text) + 8 else "")  # only where it fits
         return left + mb
 
     for d in devices:
@@ -47,7 +54,8 @@ def memory_segments(devices: list[dict[str, Any]], colors: dict[str, str]) -> di
         left = 0.0
         for h in d.get("models", []):
             colors.setdefault(h["model"], PALETTE[len(colors) % len(PALETTE)])
-            left = add(d["name"], left, h["memory_mb"], colors[h["model"]], f"{h['model']} ({h['state']})")
+            left = add(d["name"], left, h["memory_mb"], colors[h["model"]], f"{h['model']} ({h['state']})",
+                       h["model"])
             held += h["memory_mb"]
         left = add(d["name"], left, max(0.0, used - held), OTHER_COLOR, "other")
         add(d["name"], left, max(0.0, total - max(used, held)), FREE_COLOR, "free")
@@ -63,7 +71,7 @@ def device_rows(devices: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "device": d["name"], "type": d.get("device_type", ""),
             "memory": f"{used:,.0f} / {total:,.0f} MB", "memory %": round(pct, 1),
-            "utilisation %": _num(d.get("usage_percentage")), "temperature °C": round(_num(d.get("temperature_celsius")), 1),
+            "utilisation %": _fmt(d.get("usage_percentage")), "temperature °C": _fmt(d.get("temperature_celsius")),
             "held by": held or "—", "status": "online" if d.get("online", True) else f"offline: {d.get('offline_reason')}",
         })
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -91,13 +99,15 @@ class DevicesView(View):
         self.bar_fig.hbar(y="device", left="left", right="right", height=0.7, color="color", line_color="white",
                           source=self.bars)
         self.bar_fig.add_layout(LabelSet(x="left", y="device", text="text", source=self.bars, x_offset=4,
-                                         y_offset=-6, text_font_size="11px", text_color="white"))
+                                         y_offset=-7, text_font_size="11px", text_color="white",
+                                         text_font_style="bold"))
         self.bar_fig.add_tools(HoverTool(tooltips=[("device", "@device"), ("", "@label"), ("MB", "@mb{0,0}")]))
         self.bar_fig.xaxis.axis_label = "MB"
         self.history = empty_source(["time"])
         self.mem_fig = time_figure("Memory used", "% of total")
         self.util_fig = time_figure("Utilisation", "%")
         self.temp_fig = time_figure("Temperature", "°C", zero=False)
+        self.legend = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
 
     def _setup_history(self, devices: list[dict[str, Any]]) -> None:
         """One line per device per chart; rebuilt only if the set of devices changes."""
@@ -110,11 +120,10 @@ class DevicesView(View):
                 legend.items = []
             for i, name in enumerate(self._names):
                 fig.line("time", f"{key}_{i}", source=self.history, color=PALETTE[i % len(PALETTE)], line_width=2,
-                         legend_label=name, name=name)
-            if fig.legend:
-                fig.legend.location = "top_left"
-                fig.legend.label_text_font_size = "10px"
-                fig.legend.background_fill_alpha = 0.6
+                         name=name)
+        self.legend.object = "Lines: " + " &nbsp; ".join(
+            f'<span style="color:{PALETTE[i % len(PALETTE)]};font-weight:700">━ {html.escape(n)}</span>'
+            for i, n in enumerate(self._names))
 
     async def _refresh(self) -> None:
         info = await self.source.devices()
@@ -142,6 +151,6 @@ class DevicesView(View):
     @property
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(
-            self.error, self.bar_fig, self.table,
+            self.error, self.bar_fig, self.table, self.legend,
             pn.Row(self.mem_fig, self.util_fig, self.temp_fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

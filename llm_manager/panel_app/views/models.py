@@ -20,6 +20,8 @@ from .base import View, state_badge
 COLUMNS = ["model", "mode", "state", "profile", "port", "in flight", "queued", "last used", "uptime", "loading %",
            "error"]
 START_HTML = '<span title="start this model" style="color:#2e7d32;font-weight:700">▶ start</span>'
+OK = '<span style="color:#2e7d32;font-weight:700">✓</span>'
+FAIL = '<span style="color:#c62828;font-weight:700">✗</span>'
 STOP_HTML = '<span title="stop this model" style="color:#c62828;font-weight:700">■ stop</span>'
 
 
@@ -50,7 +52,8 @@ class ModelsView(View):
         self._tasks: set[asyncio.Task] = set()
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=COLUMNS), show_index=False, selectable="checkbox", sizing_mode="stretch_width",
-            disabled=True, buttons={"start": START_HTML, "stop": STOP_HTML}, layout="fit_data_stretch",
+            disabled=True, buttons={"start": START_HTML, "stop": STOP_HTML}, layout="fit_data_fill",
+            sortable=False,
             formatters={"state": {"type": "html"}, "loading %": {"type": "progress", "max": 100, "color": "#1565c0"},
                         "error": {"type": "textarea"}},
             titles={"start": "", "stop": ""}, widths={"error": 260})
@@ -66,7 +69,7 @@ class ModelsView(View):
         self._messages: list[str] = []
         self.events = pn.widgets.Tabulator(pd.DataFrame(columns=["time", "model", "event", "detail"]), disabled=True,
                                            show_index=False, sizing_mode="stretch_width", height=220,
-                                           layout="fit_data_stretch")
+                                           layout="fit_data_stretch", sortable=False)
 
     # ------------------------------------------------------------ actions
 
@@ -97,10 +100,10 @@ class ModelsView(View):
         t0 = time.monotonic()
         try:
             info = await (self.source.start(name) if action == "start" else self.source.stop(name))
-            self._say(f"✅ **{name}** {info.get('state', 'done')} after {time.monotonic() - t0:.1f} s")
+            self._say(f"{OK} **{name}** {info.get('state', 'done')} after {time.monotonic() - t0:.1f} s")
         except Exception as exc:  # shown to the person who clicked, with the manager's reason
             message = getattr(exc, "message", None) or str(exc)
-            self._say(f"❌ **{name}**: {action} failed: {message}")
+            self._say(f"{FAIL} **{name}**: {action} failed: {message}")
         await self.refresh()
 
     async def wait_actions(self) -> None:

@@ -46,7 +46,8 @@ class PlannerView(View):
         self.summary = pn.pane.Alert("Pick a model to see what starting it would do.", alert_type="light",
                                      sizing_mode="stretch_width")
         self.devices = pn.widgets.Tabulator(pd.DataFrame(columns=DEVICE_COLUMNS), disabled=True, show_index=False,
-                                            sizing_mode="stretch_width", layout="fit_data_stretch")
+                                            sizing_mode="stretch_width", layout="fit_data_stretch",
+                                            sortable=False)
 
     def set_models(self, names: list[str]) -> None:
         """Keep the model list in step with the models table (cheap; called on each models refresh)."""

@@ -41,10 +41,10 @@ class ThroughputView(View):
         self.series = empty_source(SERIES)
         self.rate_fig = time_figure("Requests per second (5 s window)", "requests/s")
         self.rate_fig.line("time", "requests_per_s", source=self.series, line_width=2, color="#1f77b4",
-                           legend_label="requests/s", name="requests/s")
+                           name="requests/s")
         self.tok_fig = time_figure("Tokens per second (prompt + completion, 5 s window)", "tokens/s")
         self.tok_fig.line("time", "tokens_per_s", source=self.series, line_width=2, color="#2ca02c",
-                          legend_label="tokens/s", name="tokens/s")
+                          name="tokens/s")
         self.lat_fig = time_figure(f"Latency over the last {WINDOW_S:.0f} s (successful requests)", "ms")
         for col, color, dash, label in (("p50_ms", "#9467bd", "solid", "total p50"),
                                         ("p95_ms", "#9467bd", "dashed", "total p95"),
@@ -52,9 +52,7 @@ class ThroughputView(View):
                                         ("ttft_p95_ms", "#ff7f0e", "dashed", "TTFT p95")):
             self.lat_fig.line("time", col, source=self.series, line_width=2, color=color, line_dash=dash,
                               legend_label=label, name=label)
-        for fig in (self.rate_fig, self.tok_fig, self.lat_fig):
-            fig.legend.location = "top_left"
-            fig.legend.background_fill_alpha = 0.6
+        self.lat_fig.add_layout(self.lat_fig.legend[0], "right")  # beside the plot, never over the lines
         self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
                                           sizing_mode="stretch_width", layout="fit_data_stretch")
 
