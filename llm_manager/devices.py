@@ -66,6 +66,11 @@ class DeviceRegistry:
             entry["offline_reason"] = "" if entry["online"] else (inst.offline_reason or info.get("error") or "offline")
             for key in ("total_memory_mb", "available_memory_mb", "used_memory_mb"):
                 entry.setdefault(key, 0)
+            if entry["online"]:
+                try:
+                    entry["processes"] = list(inst.get_processes())
+                except Exception:
+                    entry["processes"] = []
             entry.setdefault("usage_percentage", None)
             entry.setdefault("temperature_celsius", None)
             readings.append(entry)

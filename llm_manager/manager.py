@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,14 @@ from .usage.live import LiveUsage
 from .usage.record import UsageRecord
 
 log = logging.getLogger(__name__)
+
+
+def _group_of(pid: int | None) -> int | None:
+    """The process group of a pid (model processes lead their own group), or None."""
+    try:
+        return os.getpgid(pid) if pid else None
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 def default_data_dir() -> Path:
@@ -59,6 +68,7 @@ class Manager(AccountingMixin):
         self._placement_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self.device_readings: list[dict[str, Any]] = []
+        self.device_history: deque[dict[str, Any]] = deque(maxlen=3600)  # bounded rolling history for charts
         self.events: list[dict[str, Any]] = []  # recent model events, bounded
         self._running = False
         self.bus.subscribe("event", self._remember_event)
@@ -154,6 +164,9 @@ class Manager(AccountingMixin):
     async def sample_devices(self) -> list[dict[str, Any]]:
         readings = await asyncio.get_running_loop().run_in_executor(None, self.devices.read)
         self.device_readings = readings
+        self.device_history.append({"ts": self.devices.last_ts, "devices": [
+            {k: r.get(k) for k in ("name", "online", "used_memory_mb", "total_memory_mb", "usage_percentage",
+                                   "temperature_celsius")} for r in readings]})
         return readings
 
     def devices_info(self) -> dict[str, Any]:
@@ -167,7 +180,13 @@ class Manager(AccountingMixin):
                 if mapping.get(cfg):
                     holders.setdefault(mapping[cfg], []).append({"model": sup.model.name, "memory_mb": mb,
                                                                  "state": sup.state.value})
-        devices = [{**r, "models": holders.get(r["name"], [])} for r in self.device_readings]
+        owners = {s.pid: s.model.name for s in self.supervisors.values() if s.pid}
+        devices = []
+        for r in self.device_readings:
+            entry = {**r, "models": holders.get(r["name"], [])}
+            if r.get("processes"):
+                entry["processes"] = [{**p, "model": owners.get(_group_of(p.get("pid")))} for p in r["processes"]]
+            devices.append(entry)
         return {"devices": devices, "ts": self.devices.last_ts, "errors": [e.to_dict() for e in self.devices.errors]}
 
     # ------------------------------------------------------------------ placement

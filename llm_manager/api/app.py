@@ -13,6 +13,7 @@ from .base import NotFoundHandler
 from .events import EventSocket
 from .management import (
     ConfigHandler,
+    DeviceHistoryHandler,
     DevicesHandler,
     EventsHandler,
     HealthHandler,
@@ -40,6 +41,7 @@ def api_patterns(manager: Manager) -> list[tuple]:
         (r"/api/info", InfoHandler, m),
         (r"/api/models-info", ModelsInfoHandler, m),
         (r"/api/devices", DevicesHandler, m),
+        (r"/api/devices/history", DeviceHistoryHandler, m),
         (rf"/api/models/{NAME}/(start|stop)", ModelActionHandler, m),
         (rf"/api/plan/{NAME}", PlanHandler, m),
         (rf"/api/logs/{NAME}", LogsHandler, m),

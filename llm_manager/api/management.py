@@ -51,6 +51,13 @@ class DevicesHandler(ManagementHandler):
         self.write_json(self.manager.devices_info())
 
 
+class DeviceHistoryHandler(ManagementHandler):
+    def get(self) -> None:
+        seconds = float(self.get_argument("seconds", "600"))
+        since = time.time() - seconds
+        self.write_json({"samples": [s for s in self.manager.device_history if s["ts"] >= since]})
+
+
 class ModelActionHandler(ManagementHandler):
     """POST /api/models/{name}/start|stop. start answers 202 at once unless ?wait=1."""
 

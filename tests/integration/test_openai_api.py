@@ -179,3 +179,18 @@ def test_client_disconnect_cancels_upstream(mgr):
     last = [x for x in lines if "POST /v1/chat/completions" in x][-1]
     sent = int(last.split(" tokens")[0].split()[-1])
     assert sent < 20, last  # stopped well before 40 (would take 4 s)
+
+
+def test_device_history_and_plan_cli(mgr):
+    import subprocess
+    import sys
+
+    time.sleep(1.2)  # at least two samples at monitor_interval 0.5
+    samples = mgr.http.get("/api/devices/history", params={"seconds": 60}).json()["samples"]
+    assert len(samples) >= 2 and samples[-1]["ts"] >= samples[0]["ts"]
+    assert {"name", "used_memory_mb", "usage_percentage"} <= set(samples[-1]["devices"][0])
+    r = subprocess.run([sys.executable, "-m", "llm_manager.cli", "plan", "base-model", "--url", mgr.url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "plan for base-model (running manager" in r.stdout and "profile: gpu" in r.stdout
+    assert "gpu a" in r.stdout and "needs   2000 MB" in r.stdout

@@ -132,3 +132,15 @@ def test_check_config_cli_bad_config_exits_2_with_one_message(tmp_path):
     r = _cli("serve", "--config", str(path), "--port", "0")
     assert r.returncode == 2 and "memory_mb.rtx 4060: expected integer" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_plan_cli_without_a_running_manager(tmp_path):
+    doc = seed()
+    doc["program"]["simulated_devices"] = [{"name": "NVIDIA GeForce RTX 4060", "total_memory_mb": 6000}]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    r = _cli("plan", "Qwen3-Embedding-8B", "--config", str(path), "--url", "http://127.0.0.1:9")
+    assert r.returncode == 3  # does not fit: 6500 MB needed, 6000 MB on the card
+    assert "config only (no manager running" in r.stdout and "needs   6500 MB" in r.stdout
+    r = _cli("plan", "bge-reranker-v2-m3", "--config", str(path), "--url", "http://127.0.0.1:9")
+    assert r.returncode == 0 and "profile: RTX4060" in r.stdout
