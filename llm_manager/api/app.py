@@ -6,6 +6,7 @@ so the proxy, the management API, the WebUI and the dashboard share one port and
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from ..manager import Manager
@@ -69,10 +70,13 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
         from ..panel_app.dashboard import create_dashboard
 
         apps["dashboard"] = lambda: create_dashboard(manager)
+    auth: dict[str, Any] = {}
+    if manager.config.program.admin_key:  # the dashboard can start and stop models: same key as the API
+        auth = {"basic_auth": manager.config.program.admin_key, "cookie_secret": secrets.token_hex(32)}
     server = pn.serve(
         apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
         port=port, address=host, show=False, start=False, title="llm-manager",
-        extra_patterns=api_patterns(manager), websocket_origin="*",
+        extra_patterns=api_patterns(manager), websocket_origin="*", **auth,
     )
     server._tornado.settings["cors_origins"] = manager.config.program.cors_origins
     return server

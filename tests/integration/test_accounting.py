@@ -184,3 +184,8 @@ def test_keys_cli_and_python_client(mgr):
     df = client.usage_frame(days=1)
     assert {"model", "prompt_tokens", "completion_tokens", "cost", "time"} <= set(df.columns) and len(df) > 5
     assert client.usage_summary()["total_requests"] >= len(df) - 1
+
+
+def test_dashboard_asks_for_the_admin_key(mgr):
+    r = httpx.get(mgr.url + "/dashboard", follow_redirects=False)
+    assert r.status_code in (302, 401) and "login" in r.headers.get("location", "login")
