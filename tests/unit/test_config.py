@@ -144,3 +144,11 @@ def test_plan_cli_without_a_running_manager(tmp_path):
     assert "config only (no manager running" in r.stdout and "needs   6500 MB" in r.stdout
     r = _cli("plan", "bge-reranker-v2-m3", "--config", str(path), "--url", "http://127.0.0.1:9")
     assert r.returncode == 0 and "profile: RTX4060" in r.stdout
+
+
+def test_config_example_is_valid():
+    from llm_manager.loading import read_config
+
+    cfg = read_config(Path(__file__).resolve().parents[2] / "config.example.json")
+    assert cfg.models["Qwen3-Embedding-8B"].profiles[0].command[0] == "llama-server"
+    assert cfg.warnings == ()
