@@ -206,3 +206,33 @@ def test_stop_kills_grandchildren_too(make_mgr, tmp_path):
     pids = _backend_pids(mgr, "script-model")
     assert mgr.http.post("/api/models/script-model/stop").json()["state"] == "stopped"
     assert pids_alive(pids) == []
+
+
+def test_pid_file_reaps_leftovers_when_the_guardian_died_too(make_mgr, tmp_path):
+    import psutil
+
+    doc_models = {"script-model": _script_model(tmp_path, "script-model")}
+    mgr = make_mgr(doc_models)
+    assert chat(mgr, "script-model").status_code == 200
+    pids = _backend_pids(mgr, "script-model")
+    guardian = next(p for p in psutil.Process(mgr.proc.pid).children() if "llm_manager.reaper" in " ".join(p.cmdline()))
+    guardian.kill()
+    time.sleep(0.3)  # it stays a zombie of the manager; dead is enough
+    mgr.proc.kill()  # manager and guardian both gone: the shell's child survives PDEATHSIG
+    mgr.proc.wait(5)
+    time.sleep(0.5)
+    assert pids_alive(pids), "expected a leftover grandchild for this test to mean anything"
+    again = ManagerProcess(mgr.tmp, json_doc(mgr))  # same data dir: reaps at start
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and pids_alive(pids):
+            time.sleep(0.05)
+        assert pids_alive(pids) == []
+    finally:
+        again.stop()
+
+
+def json_doc(mgr: ManagerProcess) -> dict:
+    import json
+
+    return json.loads(mgr.config_path.read_text())
