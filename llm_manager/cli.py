@@ -46,7 +46,7 @@ async def serve(config: Config, host: str, port: int, data_dir: str | None, dash
     await manager.start()
     server = build_server(manager, host, port, dashboard=dashboard)
     server.start()
-    actual = server.port
+    actual = manager.listen_port = server.port
     where = f"http://{host}:{actual}"
     print(f"llm-manager serving {len(config.models)} models on {where}  (API {where}/v1, dashboard {where}/dashboard)",
           flush=True)

@@ -77,6 +77,7 @@ class Manager(AccountingMixin):
         self.store: Any = None  # UsageStore, when accounting is attached (llm_manager.setup)
         self.metrics: Any = None
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
+        self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
         self._config_mtime: int | None = None
         self.extra_routes: list[tuple] = []  # (pattern, handler, kwargs) added by optional layers

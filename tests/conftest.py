@@ -1,6 +1,22 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Browser and real-llama tests skip on a machine without chromium or llama-server, but in CI
+# (.ci/run installs both) a skip would hide a broken install: there it counts as a failure.
+MUST_RUN_IN_CI = ("e2e", "real")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") and any(item.get_closest_marker(m) for m in MUST_RUN_IN_CI):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where it must run: {report.longrepr}"

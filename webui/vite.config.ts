@@ -24,8 +24,9 @@ export default defineConfig({
   test: {
     environment: "jsdom",
     globals: true,
-    setupFiles: ["./src/test/setup.ts"],
+    setupFiles: ["./src/test/setup.tsx"],
     css: false,
     restoreMocks: true,
+    clearMocks: true,
   },
 });

@@ -1,4 +1,4 @@
-import { HashRouter, Link, Route, Routes } from "react-router-dom";
+import { BrowserRouter, Link, Route, Routes } from "react-router-dom";
 import { Layout } from "./components/Layout";
 import { KeysPage } from "./pages/KeysPage";
 import { LogsPage } from "./pages/LogsPage";
@@ -33,13 +33,13 @@ export function AppRoutes() {
   );
 }
 
-/** Hash routing keeps every page reachable when the manager serves only `/`. */
+/** The manager (and `npm run dev`) fall back to index.html, so every page has a real URL. */
 export function App() {
   return (
     <LiveDataProvider>
-      <HashRouter>
+      <BrowserRouter>
         <AppRoutes />
-      </HashRouter>
+      </BrowserRouter>
     </LiveDataProvider>
   );
 }

@@ -40,6 +40,10 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
+export function httpStatus(err: unknown): number | undefined {
+  return err instanceof AxiosError ? err.response?.status : undefined;
+}
+
 export function isNotFound(err: unknown): boolean {
   return err instanceof AxiosError && err.response?.status === 404;
 }
@@ -87,18 +91,53 @@ export async function getConfig(): Promise<ConfigDocument> {
   return (await http.get<ConfigDocument>("/api/config")).data;
 }
 
+type RawDay = Partial<UsageSummary["by_day"][number]> & { time?: string; date?: string };
+
+/** Fills gaps in a usage summary so the charts never meet a missing field. */
+export function normalizeUsage(raw: Partial<UsageSummary>): UsageSummary {
+  const byDay = (raw.by_day ?? []) as RawDay[];
+  return {
+    currency: raw.currency ?? "USD",
+    total_requests: raw.total_requests ?? 0,
+    total_tokens: raw.total_tokens ?? 0,
+    total_cost: raw.total_cost ?? 0,
+    by_model: raw.by_model ?? [],
+    by_key: raw.by_key ?? [],
+    by_day: byDay.map((d) => ({
+      // "day" per the API; some servers send an ISO "time" (or "date") instead
+      day: String(d.day ?? d.time ?? d.date ?? "").slice(0, 10),
+      requests: d.requests ?? 0,
+      total_tokens: d.total_tokens ?? 0,
+      cost: d.cost ?? 0,
+    })),
+    forecast: {
+      month_to_date_cost: raw.forecast?.month_to_date_cost ?? 0,
+      month_end_forecast: raw.forecast?.month_end_forecast ?? 0,
+      daily_average: raw.forecast?.daily_average ?? 0,
+    },
+    budgets: raw.budgets ?? [],
+  };
+}
+
 /** Usage summary, or null when the server has no usage accounting (404). */
 export async function getUsageSummary(days = 30): Promise<UsageSummary | null> {
   try {
-    return (await http.get<UsageSummary>("/api/usage/summary", { params: { days } })).data;
+    const res = await http.get<Partial<UsageSummary>>("/api/usage/summary", { params: { days } });
+    return normalizeUsage(res.data ?? {});
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
   }
 }
 
-export async function listKeys(): Promise<ApiKey[]> {
-  return (await http.get<{ keys: ApiKey[] }>("/api/keys")).data.keys;
+/** API keys, or null when the server has no key management (404). */
+export async function listKeys(): Promise<ApiKey[] | null> {
+  try {
+    return (await http.get<{ keys: ApiKey[] }>("/api/keys")).data.keys;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
 }
 
 export async function createKey(name: string, models?: string[]): Promise<CreatedKey> {

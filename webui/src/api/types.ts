@@ -145,8 +145,11 @@ export interface ApiKey {
   name: string;
   prefix: string;
   models: string[];
-  created_at: number;
+  /** null for keys written in the config file */
+  created_at: number | null;
   revoked: boolean;
+  /** "store": created at run time (revocable here); "config": from the config file */
+  source?: "store" | "config" | string;
 }
 
 export interface CreatedKey {
@@ -185,7 +188,14 @@ export interface ThroughputRate {
 
 /** Messages the server sends over /api/ws. */
 export type ServerMessage =
-  | { type: "snapshot"; models: ModelInfo[]; devices: DeviceInfo[]; ts: number }
+  | {
+      type: "snapshot";
+      models: ModelInfo[];
+      devices: DeviceInfo[];
+      /** Recent events, oldest first (newer servers only). */
+      events?: ManagerEvent[];
+      ts: number;
+    }
   | { type: "model"; model: ModelInfo }
   | { type: "devices"; devices: DeviceInfo[]; ts: number }
   | {

@@ -20,7 +20,15 @@ interface Props {
 }
 
 /** A bar chart (one or two value axes) in a card, e.g. tokens and cost by model. */
-export function BarChartCard({ title, labels, series, leftTitle, rightTitle, empty, testId }: Props) {
+export function BarChartCard({
+  title,
+  labels,
+  series,
+  leftTitle,
+  rightTitle,
+  empty,
+  testId,
+}: Props) {
   const options: ChartOptions<"bar"> = {
     animation: false,
     responsive: true,
@@ -28,7 +36,12 @@ export function BarChartCard({ title, labels, series, leftTitle, rightTitle, emp
     plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
     scales: {
       x: { ticks: { autoSkip: true, maxRotation: 45 }, grid: { display: false } },
-      left: { type: "linear", position: "left", beginAtZero: true, title: { display: true, text: leftTitle } },
+      left: {
+        type: "linear",
+        position: "left",
+        beginAtZero: true,
+        title: { display: true, text: leftTitle },
+      },
       ...(rightTitle
         ? {
             right: {

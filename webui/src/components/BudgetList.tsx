@@ -40,7 +40,8 @@ export function BudgetList({ budgets, currency }: { budgets: Budget[]; currency:
                   <div className={`progress-fill ${cls}`} style={{ width: `${pct}%` }} />
                 </div>
                 <span className="small">
-                  {amount(b, b.used, currency)} of {amount(b, b.limit, currency)} ({pct.toFixed(0)}%)
+                  {amount(b, b.used, currency)} of {amount(b, b.limit, currency)} ({pct.toFixed(0)}
+                  %)
                 </span>
               </li>
             );

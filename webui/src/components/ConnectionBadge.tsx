@@ -13,7 +13,12 @@ export function ConnectionBadge() {
     title = `Event stream lost; retry ${attempts} in ${((retryInMs ?? 0) / 1000).toFixed(1)} s`;
   }
   return (
-    <span className={`conn conn-${status}`} title={title} data-testid="connection" data-status={status}>
+    <span
+      className={`conn conn-${status}`}
+      title={title}
+      data-testid="connection"
+      data-status={status}
+    >
       <span className="dot" aria-hidden="true" />
       {label}
     </span>

@@ -37,7 +37,8 @@ export function DeviceCard({ device }: { device: DeviceInfo }) {
         <div>
           <span className="stat-label">Memory</span>
           <span className="stat-value">
-            {formatMb(d.used_memory_mb)} <span className="muted">/ {formatMb(d.total_memory_mb)}</span>
+            {formatMb(d.used_memory_mb)}{" "}
+            <span className="muted">/ {formatMb(d.total_memory_mb)}</span>
           </span>
         </div>
         <div>

@@ -1,4 +1,10 @@
-export function ErrorBanner({ message, onClose }: { message: string | null; onClose?: () => void }) {
+export function ErrorBanner({
+  message,
+  onClose,
+}: {
+  message: string | null;
+  onClose?: () => void;
+}) {
   if (!message) return null;
   return (
     <div className="banner banner-error" role="alert">

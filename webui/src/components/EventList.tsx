@@ -21,15 +21,23 @@ export function EventList({ events, limit = 12 }: { events: ManagerEvent[]; limi
         </h2>
       </header>
       {events.length === 0 ? (
-        <p className="muted empty">No events since this page opened.</p>
+        <p className="muted empty">No recent events.</p>
       ) : (
         <ul className="events">
           {events.slice(0, limit).map((e, i) => (
             <li key={`${e.ts}-${e.model}-${e.kind}-${i}`}>
-              <span className="mono muted small">{formatClock(e.ts)}</span>
-              <span className={`badge ${KIND_CLASS[e.kind] ?? "state-other"}`}>{e.kind}</span>
-              <strong>{e.model}</strong>
-              {e.detail ? <span className="muted small ellipsis">{e.detail}</span> : null}
+              <div className="event-head">
+                <span className="mono muted small">{formatClock(e.ts)}</span>
+                <span className={`badge ${KIND_CLASS[e.kind] ?? "state-other"}`}>
+                  {e.kind.replace("_", " ")}
+                </span>
+                <strong className="ellipsis">{e.model}</strong>
+              </div>
+              {e.detail ? (
+                <div className="muted small event-detail" title={e.detail}>
+                  {e.detail}
+                </div>
+              ) : null}
             </li>
           ))}
         </ul>

@@ -1,13 +1,28 @@
 import { getHealth, getInfo } from "../api/client";
+import type { Health } from "../api/types";
 import { useAsync } from "../hooks/useAsync";
+import { useNow } from "../hooks/useNow";
 import { formatDuration } from "../lib/format";
 import { useLive } from "../state/liveContext";
 import { ConnectionBadge } from "./ConnectionBadge";
 
-/** Server health and identity, read once when the page opens. */
+interface TimedHealth extends Health {
+  readAt: number;
+}
+
+const readHealth = async (): Promise<TimedHealth> => ({
+  ...(await getHealth()),
+  readAt: Date.now(),
+});
+
+/** Server health and identity, read once when the page opens (uptime then ticks locally). */
 export function HealthPanel() {
-  const health = useAsync(getHealth, []);
-  const info = useAsync(getInfo, []);
+  const health = useAsync(readHealth);
+  const now = useNow(Boolean(health.data));
+  const uptime = health.data
+    ? health.data.uptime_s + Math.max(0, now - health.data.readAt) / 1000
+    : null;
+  const info = useAsync(getInfo);
   const { state } = useLive();
   const ready = state.models.filter((m) => m.state === "ready").length;
   const online = state.devices.filter((d) => d.online).length;
@@ -24,7 +39,10 @@ export function HealthPanel() {
       <div className="stats stats-wide">
         <div>
           <span className="stat-label">Server</span>
-          <span className={`stat-value ${health.error ? "text-bad" : ok ? "text-good" : ""}`} data-testid="health">
+          <span
+            className={`stat-value ${health.error ? "text-bad" : ok ? "text-good" : ""}`}
+            data-testid="health"
+          >
             {health.error ? "unreachable" : health.data ? health.data.status : "…"}
           </span>
         </div>
@@ -34,7 +52,7 @@ export function HealthPanel() {
         </div>
         <div>
           <span className="stat-label">Uptime</span>
-          <span className="stat-value">{formatDuration(health.data?.uptime_s)}</span>
+          <span className="stat-value">{formatDuration(uptime)}</span>
         </div>
         <div>
           <span className="stat-label">Models ready</span>
@@ -49,9 +67,9 @@ export function HealthPanel() {
           </span>
         </div>
         <div>
-          <span className="stat-label">Auth</span>
+          <span className="stat-label">API keys</span>
           <span className="stat-value">
-            {info.data ? (info.data.auth_required ? "admin key required" : "open") : "–"}
+            {info.data ? (info.data.auth_required ? "required" : "not required") : "–"}
           </span>
         </div>
       </div>

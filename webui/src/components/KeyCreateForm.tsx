@@ -5,9 +5,11 @@ import type { CreatedKey } from "../api/types";
 interface Props {
   modelNames: string[];
   onCreated: (key: CreatedKey) => void;
+  /** true when no active key exists yet: the first one turns on key checks for /v1 */
+  firstKey?: boolean;
 }
 
-export function KeyCreateForm({ modelNames, onCreated }: Props) {
+export function KeyCreateForm({ modelNames, onCreated, firstKey = false }: Props) {
   const [name, setName] = useState("");
   const [models, setModels] = useState<ReadonlySet<string>>(new Set());
   const [busy, setBusy] = useState(false);
@@ -57,12 +59,24 @@ export function KeyCreateForm({ modelNames, onCreated }: Props) {
           <div className="row wrap gap-m">
             {modelNames.map((m) => (
               <label key={m} className="check">
-                <input type="checkbox" checked={models.has(m)} onChange={(e) => toggle(m, e.target.checked)} />
+                <input
+                  type="checkbox"
+                  checked={models.has(m)}
+                  onChange={(e) => toggle(m, e.target.checked)}
+                />
                 {m}
               </label>
             ))}
           </div>
         </fieldset>
+      ) : null}
+      {firstKey ? (
+        <p className="banner banner-warn small" data-testid="first-key-warning">
+          <span>
+            No key exists yet, so <code>/v1</code> is open. Once a key exists, every{" "}
+            <code>/v1</code> request must send one.
+          </span>
+        </p>
       ) : null}
       {error ? <p className="text-bad small">{error}</p> : null}
       <div>

@@ -13,14 +13,19 @@ export function KeySecret({ created, onDone }: { created: CreatedKey; onDone: ()
     }
   };
   return (
-    <section className="card secret" role="alertdialog" aria-labelledby="secret-title" data-testid="key-secret">
+    <section
+      className="card secret"
+      role="alertdialog"
+      aria-labelledby="secret-title"
+      data-testid="key-secret"
+    >
       <h2 id="secret-title" className="card-title">
         Key “{created.name}” created
       </h2>
       <p className="banner banner-warn small">
         <span>
-          Copy this key now. It is shown only once: the server keeps only a hash, so it cannot be shown
-          again.
+          Copy this key now. It is shown only once: the server keeps only a hash, so it cannot be
+          shown again.
         </span>
       </p>
       <div className="row gap-s secret-row">
@@ -37,9 +42,11 @@ export function KeySecret({ created, onDone }: { created: CreatedKey; onDone: ()
       <p className="small muted">
         Models: {created.models.length ? created.models.join(", ") : "all"}
       </p>
-      <button type="button" className="btn btn-s" onClick={onDone}>
-        I have saved it
-      </button>
+      <div>
+        <button type="button" className="btn btn-s" onClick={onDone}>
+          I have saved it
+        </button>
+      </div>
     </section>
   );
 }

@@ -29,8 +29,8 @@ export function KeyTable({ keys, busyId, onRevoke }: Props) {
             <td data-label="Name" className="cell-name">
               <strong>{k.name}</strong>
             </td>
-            <td data-label="Key" className="mono">
-              {k.prefix}…
+            <td data-label="Key" className="mono nowrap">
+              {k.prefix ? `${k.prefix}…` : <span className="muted">(in config file)</span>}
             </td>
             <td data-label="Models">{k.models.length ? k.models.join(", ") : "all"}</td>
             <td data-label="Created">{formatTime(k.created_at)}</td>
@@ -42,7 +42,7 @@ export function KeyTable({ keys, busyId, onRevoke }: Props) {
               )}
             </td>
             <td className="col-actions">
-              {k.revoked ? null : (
+              {k.revoked || k.source === "config" ? null : (
                 <button
                   type="button"
                   className="btn btn-danger btn-s"

@@ -1,8 +1,9 @@
 import { useState } from "react";
-import { NavLink, Outlet } from "react-router-dom";
+import { NavLink, Outlet, useLocation } from "react-router-dom";
 import { useLive } from "../state/liveContext";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { ErrorBanner } from "./ErrorBanner";
+import { ErrorBoundary } from "./ErrorBoundary";
 import { SettingsBox } from "./SettingsBox";
 
 const NAV = [
@@ -16,7 +17,13 @@ const NAV = [
 /** Sidebar on wide screens; a top bar with a menu button on phones. */
 export function Layout() {
   const [menuOpen, setMenuOpen] = useState(false);
-  const { loadError } = useLive();
+  const [settingsOpen, setSettingsOpen] = useState(false);
+  const { loadError, needsKey, keyEpoch } = useLive();
+  const { pathname } = useLocation();
+  const askForKey = () => {
+    setMenuOpen(true);
+    setSettingsOpen(true);
+  };
   return (
     <div className="shell">
       <aside className={`sidebar ${menuOpen ? "open" : ""}`}>
@@ -52,12 +59,24 @@ export function Layout() {
           ))}
         </nav>
         <div className="sidebar-foot">
-          <SettingsBox />
+          <SettingsBox open={settingsOpen} onOpenChange={setSettingsOpen} />
         </div>
       </aside>
       <main className="main">
-        <ErrorBanner message={loadError} />
-        <Outlet />
+        {needsKey ? (
+          <div className="banner banner-error" role="alert">
+            <span>{loadError}</span>
+            <button type="button" className="btn btn-s" onClick={askForKey}>
+              Enter admin key
+            </button>
+          </div>
+        ) : (
+          <ErrorBanner message={loadError} />
+        )}
+        {/* keyed by the admin key too: a new key re-reads every page */}
+        <ErrorBoundary key={`${pathname}#${keyEpoch}`}>
+          <Outlet />
+        </ErrorBoundary>
       </main>
     </div>
   );

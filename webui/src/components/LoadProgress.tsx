@@ -4,7 +4,10 @@ import { formatDuration, percent } from "../lib/format";
 export function LoadProgress({ elapsedS, timeoutS }: { elapsedS: number; timeoutS: number }) {
   const pct = timeoutS > 0 ? percent(elapsedS, timeoutS) : 0;
   return (
-    <div className="load-progress" title={`loading: ${elapsedS.toFixed(0)} s of ${timeoutS} s timeout`}>
+    <div
+      className="load-progress"
+      title={`loading: ${elapsedS.toFixed(0)} s of ${timeoutS} s timeout`}
+    >
       <div
         className="progress"
         role="progressbar"

@@ -2,6 +2,7 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import { errorMessage, getLogs } from "../api/client";
 import type { LogLine } from "../api/types";
 import { formatClock } from "../lib/format";
+import { mergeLogLines } from "../lib/logMerge";
 import { useLive } from "../state/liveContext";
 
 export const MAX_LOG_LINES = 2000;
@@ -18,28 +19,25 @@ export function LogView({ model }: { model: string }) {
 
   useEffect(() => {
     let cancelled = false;
-    const live: LogLine[] = [];
     let loaded = false;
-    setLines([]);
-    setError(null);
+    const early: LogLine[] = [];
+    // Subscribe first so nothing falls between the history and the live tail.
     const unsubscribe = subscribeLogs(model, (line) => {
       if (cancelled) return;
-      if (!loaded) live.push(line);
-      else setLines((prev) => [...prev, line].slice(-MAX_LOG_LINES));
+      if (!loaded) early.push(line);
+      else setLines((prev) => mergeLogLines(prev, [line], MAX_LOG_LINES));
     });
     getLogs(model, 200).then(
       (initial) => {
         if (cancelled) return;
         loaded = true;
-        const lastTs = initial.length ? (initial[initial.length - 1]?.ts ?? 0) : 0;
-        const newer = live.filter((l) => l.ts > lastTs);
-        setLines([...initial, ...newer].slice(-MAX_LOG_LINES));
+        setLines(mergeLogLines(initial, early, MAX_LOG_LINES));
       },
       (err: unknown) => {
         if (cancelled) return;
         loaded = true;
         setError(errorMessage(err));
-        setLines(live.slice());
+        setLines(mergeLogLines([], early, MAX_LOG_LINES));
       },
     );
     return () => {

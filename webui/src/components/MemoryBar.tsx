@@ -14,7 +14,11 @@ export function MemoryBar({ total, used, models }: Props) {
   const other = Math.max(0, used - modelMb);
   return (
     <div className="membar-wrap">
-      <div className="membar" role="img" aria-label={`${formatMb(used)} of ${formatMb(total)} used`}>
+      <div
+        className="membar"
+        role="img"
+        aria-label={`${formatMb(used)} of ${formatMb(total)} used`}
+      >
         {models.map((m) => (
           <div
             key={m.model}

@@ -6,7 +6,8 @@ import { useNow } from "../hooks/useNow";
 import { formatDuration, formatTime } from "../lib/format";
 import { ConfigPanel } from "./ConfigPanel";
 import { ModelButtons } from "./ModelButtons";
-import { loadElapsed, ModelStatus } from "./ModelStatus";
+import { liveUptime, loadElapsed } from "../lib/loadElapsed";
+import { ModelStatus } from "./ModelStatus";
 import { PlanPanel } from "./PlanPanel";
 
 interface Props {
@@ -19,8 +20,16 @@ interface Props {
   onClose: () => void;
 }
 
-export function ModelDetail({ model: m, seenAt, config, configError, busy, onAction, onClose }: Props) {
-  const now = useNow(m.state === "starting");
+export function ModelDetail({
+  model: m,
+  seenAt,
+  config,
+  configError,
+  busy,
+  onAction,
+  onClose,
+}: Props) {
+  const now = useNow(m.state === "starting" || m.state === "ready");
   const facts: [string, string][] = [
     ["Mode", m.mode],
     ["Port", String(m.port)],
@@ -31,7 +40,7 @@ export function ModelDetail({ model: m, seenAt, config, configError, busy, onAct
     ["Auto start", m.auto_start ? "yes" : "no"],
     ["Idle stop after", m.ttl_s > 0 ? formatDuration(m.ttl_s) : "never"],
     ["Start timeout", formatDuration(m.start_timeout_s)],
-    ["Uptime", m.state === "ready" ? formatDuration(m.uptime_s) : "–"],
+    ["Uptime", m.state === "ready" ? formatDuration(liveUptime(m, seenAt, now)) : "–"],
     ["Last used", formatTime(m.last_used)],
     ["Restarts", String(m.restarts)],
     ["In flight / queued", `${m.in_flight} / ${m.queued}`],
@@ -47,7 +56,12 @@ export function ModelDetail({ model: m, seenAt, config, configError, busy, onAct
         </div>
         <div className="row gap-s">
           <ModelButtons model={m} busy={busy} onAction={onAction} />
-          <button type="button" className="btn btn-s btn-ghost" onClick={onClose} aria-label="close details">
+          <button
+            type="button"
+            className="btn btn-s btn-ghost"
+            onClick={onClose}
+            aria-label="close details"
+          >
             ✕
           </button>
         </div>
@@ -68,7 +82,7 @@ export function ModelDetail({ model: m, seenAt, config, configError, busy, onAct
       <p>
         <Link to={`/logs/${encodeURIComponent(m.name)}`}>Open live logs →</Link>
       </p>
-      <PlanPanel model={m.name} />
+      <PlanPanel model={m.name} running={m.state === "ready" || m.state === "starting"} />
       <ConfigPanel model={m.name} doc={config} error={configError} />
     </section>
   );

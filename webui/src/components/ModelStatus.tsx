@@ -18,11 +18,3 @@ export function ModelStatus({ model, elapsedS }: { model: ModelInfo; elapsedS: n
     </div>
   );
 }
-
-/** Seconds spent loading, ticking locally from when the entry was received. */
-export function loadElapsed(model: ModelInfo, seenAtMs: number | undefined, nowMs: number): number | null {
-  if (model.state !== "starting") return null;
-  const base = model.start_elapsed_s ?? 0;
-  const drift = seenAtMs ? Math.max(0, (nowMs - seenAtMs) / 1000) : 0;
-  return base + drift;
-}

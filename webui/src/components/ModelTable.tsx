@@ -4,7 +4,8 @@ import type { ModelAction } from "../hooks/useModelActions";
 import { useNow } from "../hooks/useNow";
 import { formatDuration, formatRate } from "../lib/format";
 import { ModelButtons } from "./ModelButtons";
-import { loadElapsed, ModelStatus } from "./ModelStatus";
+import { liveUptime, loadElapsed } from "../lib/loadElapsed";
+import { ModelStatus } from "./ModelStatus";
 
 interface Props {
   models: ModelInfo[];
@@ -23,7 +24,9 @@ export function ModelTable(props: Props) {
   const { models, seenAt, rates, pending, onAction, selected, onSelect, onSelectAll, activeName } =
     props;
   const anyStarting = models.some((m) => m.state === "starting");
-  const now = useNow(anyStarting);
+  const anyReady = models.some((m) => m.state === "ready");
+  // A local clock for load progress (every second) and uptimes (every 5 s).
+  const now = useNow(anyStarting || anyReady, anyStarting ? 1000 : 5000);
   const selectable = Boolean(selected && onSelect);
   const allSelected = selectable && models.length > 0 && models.every((m) => selected?.has(m.name));
 
@@ -45,10 +48,10 @@ export function ModelTable(props: Props) {
             ) : null}
             Model
           </th>
-          <th>Mode</th>
+          <th className="col-opt">Mode</th>
           <th>State</th>
           <th>Load</th>
-          <th>Uptime</th>
+          <th className="col-opt">Uptime</th>
           <th className="col-actions">
             <span className="sr-only">Actions</span>
           </th>
@@ -65,36 +68,35 @@ export function ModelTable(props: Props) {
               className={activeName === m.name ? "active" : undefined}
             >
               <td data-label="Model" className="cell-name">
-                {selectable ? (
-                  <input
-                    type="checkbox"
-                    className="row-check"
-                    aria-label={`select ${m.name}`}
-                    checked={selected?.has(m.name) ?? false}
-                    onChange={(e) => onSelect?.(m.name, e.target.checked)}
-                  />
-                ) : null}
-                <Link to={`/models/${encodeURIComponent(m.name)}`} className="model-link">
-                  {m.name}
-                </Link>
+                <span className="name-line">
+                  {selectable ? (
+                    <input
+                      type="checkbox"
+                      className="row-check"
+                      aria-label={`select ${m.name}`}
+                      checked={selected?.has(m.name) ?? false}
+                      onChange={(e) => onSelect?.(m.name, e.target.checked)}
+                    />
+                  ) : null}
+                  <Link to={`/models/${encodeURIComponent(m.name)}`} className="model-link">
+                    {m.name}
+                  </Link>
+                </span>
                 {m.aliases.length ? (
                   <span className="muted small block">aka {m.aliases.join(", ")}</span>
                 ) : null}
               </td>
-              <td data-label="Mode">
+              <td data-label="Mode" className="col-opt">
                 <span className="tag">{m.mode}</span>
               </td>
               <td data-label="State">
                 <ModelStatus model={m} elapsedS={loadElapsed(m, seenAt[m.name], now)} />
               </td>
               <td data-label="Load" className="small">
-                {m.in_flight} in flight · {m.queued} queued
-                {rate && (rate.requests_per_s > 0 || rate.tokens_per_s > 0) ? (
-                  <span className="muted block">{formatRate(rate.tokens_per_s)} tok/s</span>
-                ) : null}
+                <LoadCell inFlight={m.in_flight} queued={m.queued} rate={rate} />
               </td>
-              <td data-label="Uptime" className="small">
-                {m.state === "ready" ? formatDuration(m.uptime_s) : "–"}
+              <td data-label="Uptime" className="small col-opt">
+                {m.state === "ready" ? formatDuration(liveUptime(m, seenAt[m.name], now)) : "–"}
               </td>
               <td className="col-actions">
                 <ModelButtons model={m} busy={pending.has(m.name)} onAction={onAction} />
@@ -104,5 +106,29 @@ export function ModelTable(props: Props) {
         })}
       </tbody>
     </table>
+  );
+}
+
+function LoadCell({
+  inFlight,
+  queued,
+  rate,
+}: {
+  inFlight: number;
+  queued: number;
+  rate: ThroughputRate | undefined;
+}) {
+  const busy = inFlight > 0 || queued > 0;
+  const tokens = rate?.tokens_per_s ?? 0;
+  if (!busy && tokens <= 0) return <span className="muted">idle</span>;
+  return (
+    <span className="load-cell">
+      {busy ? (
+        <span>
+          {inFlight} running{queued ? ` · ${queued} queued` : ""}
+        </span>
+      ) : null}
+      {tokens > 0 ? <span>{formatRate(tokens)} tok/s</span> : null}
+    </span>
   );
 }

@@ -4,7 +4,7 @@ import type { Plan } from "../api/types";
 import { formatMb } from "../lib/format";
 
 /** What-if planner: would this model fit now, and what would be evicted? */
-export function PlanPanel({ model }: { model: string }) {
+export function PlanPanel({ model, running = false }: { model: string; running?: boolean }) {
   const [plan, setPlan] = useState<Plan | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(false);
@@ -38,6 +38,7 @@ export function PlanPanel({ model }: { model: string }) {
       </header>
       <p className="muted small">
         Asks the manager where {model} would go if started now, without starting it.
+        {running ? " It is running already, so this shows where a fresh start would go." : ""}
       </p>
       {error ? <p className="text-bad small">{error}</p> : null}
       {current ? (
@@ -75,7 +76,9 @@ export function PlanPanel({ model }: { model: string }) {
                     <td>{d.name}</td>
                     <td>{formatMb(d.needed_mb)}</td>
                     <td>{formatMb(d.free_before_mb)}</td>
-                    <td className={d.free_after_mb < 0 ? "text-bad" : ""}>{formatMb(d.free_after_mb)}</td>
+                    <td className={d.free_after_mb < 0 ? "text-bad" : ""}>
+                      {formatMb(d.free_after_mb)}
+                    </td>
                     <td className="small">{d.holders.length ? d.holders.join(", ") : "–"}</td>
                   </tr>
                 ))}

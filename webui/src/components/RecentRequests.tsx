@@ -2,7 +2,13 @@ import type { UsageRecord } from "../api/types";
 import { formatClock, formatMoney, formatNumber } from "../lib/format";
 
 /** Requests as they arrive on the event stream (newest first). */
-export function RecentRequests({ records, currency }: { records: UsageRecord[]; currency: string }) {
+export function RecentRequests({
+  records,
+  currency,
+}: {
+  records: UsageRecord[];
+  currency: string;
+}) {
   return (
     <section className="card" aria-labelledby="recent-title">
       <header className="card-head">

@@ -1,11 +1,15 @@
 import { useState, type FormEvent } from "react";
 import { getAdminKey, setAdminKey } from "../api/auth";
 
+interface Props {
+  open: boolean;
+  onOpenChange: (open: boolean) => void;
+}
+
 /** Where a person pastes the admin key; it is kept in this browser's localStorage. */
-export function SettingsBox() {
+export function SettingsBox({ open, onOpenChange: setOpen }: Props) {
   const [saved, setSaved] = useState(getAdminKey);
   const [draft, setDraft] = useState("");
-  const [open, setOpen] = useState(false);
 
   const save = (e: FormEvent) => {
     e.preventDefault();
@@ -24,7 +28,7 @@ export function SettingsBox() {
       <button
         type="button"
         className="settings-toggle"
-        onClick={() => setOpen((o) => !o)}
+        onClick={() => setOpen(!open)}
         aria-expanded={open}
       >
         ⚙ Settings {saved ? <span className="muted small">(admin key set)</span> : null}
@@ -34,6 +38,7 @@ export function SettingsBox() {
           <label htmlFor="admin-key">Admin key</label>
           <input
             id="admin-key"
+            autoFocus
             type="password"
             autoComplete="off"
             placeholder={saved ? "•••••• (saved)" : "paste the manager's admin key"}
@@ -50,7 +55,9 @@ export function SettingsBox() {
               </button>
             ) : null}
           </div>
-          <p className="muted small">Only needed when the server requires one. Stored in this browser.</p>
+          <p className="muted small">
+            Only needed when the server requires one. Stored in this browser.
+          </p>
         </form>
       ) : null}
     </div>

@@ -2,7 +2,7 @@ import { useMemo } from "react";
 import { Line } from "react-chartjs-2";
 import type { ChartOptions } from "chart.js";
 import "../lib/chart";
-import { formatClock, formatRate } from "../lib/format";
+import { formatClock, formatDuration, formatRate } from "../lib/format";
 import { useLive } from "../state/liveContext";
 
 const OPTIONS: ChartOptions<"line"> = {
@@ -34,6 +34,7 @@ export function ThroughputChart() {
   const { state } = useLive();
   const points = state.throughput;
   const last = points[points.length - 1];
+  const span = last && points[0] ? last.ts - points[0].ts : 0;
 
   const data = useMemo(
     () => ({
@@ -71,7 +72,9 @@ export function ThroughputChart() {
         <h2 id="tp-title" className="card-title">
           Live throughput
         </h2>
-        <span className="muted small">last {points.length} s</span>
+        <span className="muted small">
+          {points.length > 1 ? `last ${formatDuration(span)}` : "live, updates each second"}
+        </span>
       </header>
       <div className="chart-box">
         {points.length === 0 ? (
@@ -99,7 +102,8 @@ export function ThroughputChart() {
         <div>
           <dt>Peak</dt>
           <dd>
-            {formatRate(state.peak.tokens_per_s)} tok/s · {formatRate(state.peak.requests_per_s)} req/s
+            {formatRate(state.peak.tokens_per_s)} tok/s · {formatRate(state.peak.requests_per_s)}{" "}
+            req/s
           </dd>
         </div>
         <div>

@@ -8,30 +8,33 @@ export interface AsyncState<T> {
   reload: () => Promise<void>;
 }
 
-/** Runs `fn` on mount and whenever `deps` change; `reload` runs it again on demand. */
-export function useAsync<T>(fn: () => Promise<T>, deps: readonly unknown[]): AsyncState<T> {
+/**
+ * Runs `fn` on mount and whenever `fn` changes (wrap it in useCallback with its
+ * inputs); `reload` runs it again on demand.
+ */
+export function useAsync<T>(fn: () => Promise<T>): AsyncState<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
 
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  const run = useCallback(fn, deps);
-
-  const reload = useCallback(async () => {
+  const reload = useCallback(() => {
     setLoading(true);
-    try {
-      setData(await run());
-      setError(null);
-    } catch (err) {
-      setError(errorMessage(err));
-    } finally {
-      setLoading(false);
-    }
-  }, [run]);
+    return fn().then(
+      (value) => {
+        setData(value);
+        setError(null);
+        setLoading(false);
+      },
+      (err: unknown) => {
+        setError(errorMessage(err));
+        setLoading(false);
+      },
+    );
+  }, [fn]);
 
   useEffect(() => {
     let cancelled = false;
-    run().then(
+    fn().then(
       (value) => {
         if (cancelled) return;
         setData(value);
@@ -47,7 +50,7 @@ export function useAsync<T>(fn: () => Promise<T>, deps: readonly unknown[]): Asy
     return () => {
       cancelled = true;
     };
-  }, [run]);
+  }, [fn]);
 
   return { data, error, loading, reload };
 }

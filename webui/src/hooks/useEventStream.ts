@@ -30,7 +30,11 @@ export interface EventStream {
 }
 
 function isServerMessage(value: unknown): value is ServerMessage {
-  return typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === "string"
+  );
 }
 
 export function useEventStream({ url, onMessage, onOpen }: EventStreamOptions): EventStream {

@@ -34,6 +34,14 @@ export function formatMoney(n: number | null | undefined, currency = "USD"): str
   if (n == null || !Number.isFinite(n)) return "–";
   const digits = Math.abs(n) > 0 && Math.abs(n) < 1 ? 4 : 2;
   try {
+    if (n !== 0 && Math.abs(n) < 0.01) {
+      // tiny per-request costs: keep two significant digits instead of showing $0.00
+      return new Intl.NumberFormat("en-US", {
+        style: "currency",
+        currency,
+        maximumSignificantDigits: 2,
+      }).format(n);
+    }
     return new Intl.NumberFormat("en-US", {
       style: "currency",
       currency,

@@ -10,7 +10,7 @@ import { useLive } from "../state/liveContext";
 
 export function KeysPage() {
   const { state } = useLive();
-  const keys = useAsync(listKeys, []);
+  const keys = useAsync(listKeys);
   const [created, setCreated] = useState<CreatedKey | null>(null);
   const [busyId, setBusyId] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -21,7 +21,8 @@ export function KeysPage() {
   };
 
   const onRevoke = async (k: ApiKey) => {
-    if (!window.confirm(`Revoke key “${k.name}” (${k.prefix}…)? Clients using it stop working.`)) return;
+    if (!window.confirm(`Revoke key “${k.name}” (${k.prefix}…)? Clients using it stop working.`))
+      return;
     setBusyId(k.id);
     setError(null);
     try {
@@ -42,13 +43,27 @@ export function KeysPage() {
         <code>Authorization: Bearer sk-…</code>.
       </p>
       {created ? <KeySecret created={created} onDone={() => setCreated(null)} /> : null}
-      <ErrorBanner message={error ?? keys.error} onClose={error ? () => setError(null) : undefined} />
+      <ErrorBanner
+        message={error ?? keys.error}
+        onClose={error ? () => setError(null) : undefined}
+      />
       <div className="grid grid-keys">
         <section className="card" aria-label="keys">
           {keys.loading && !keys.data ? <p className="muted">Loading…</p> : null}
           {keys.data ? <KeyTable keys={keys.data} busyId={busyId} onRevoke={onRevoke} /> : null}
+          {keys.data === null ? (
+            <p className="muted" data-testid="keys-disabled">
+              API key management is not enabled on this server.
+            </p>
+          ) : null}
         </section>
-        <KeyCreateForm modelNames={state.models.map((m) => m.name)} onCreated={onCreated} />
+        {keys.data !== null ? (
+          <KeyCreateForm
+            modelNames={state.models.map((m) => m.name)}
+            onCreated={onCreated}
+            firstKey={keys.data !== undefined && !keys.data.some((k) => !k.revoked)}
+          />
+        ) : null}
       </div>
     </div>
   );

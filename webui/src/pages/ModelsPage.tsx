@@ -12,9 +12,9 @@ import { useLive } from "../state/liveContext";
 export function ModelsPage() {
   const { name } = useParams();
   const navigate = useNavigate();
-  const { state } = useLive();
+  const { state, loadError } = useLive();
   const actions = useModelActions();
-  const config = useAsync(getConfig, []);
+  const config = useAsync(getConfig);
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
 
   const active = name ? state.models.find((m) => m.name === name) : undefined;
@@ -51,7 +51,12 @@ export function ModelsPage() {
               >
                 Start selected
               </button>
-              <button type="button" className="btn btn-s" disabled={!chosen.length} onClick={() => batch("stop")}>
+              <button
+                type="button"
+                className="btn btn-s"
+                disabled={!chosen.length}
+                onClick={() => batch("stop")}
+              >
                 Stop selected
               </button>
             </div>
@@ -69,9 +74,15 @@ export function ModelsPage() {
               activeName={active?.name}
             />
           ) : (
-            <p className="muted empty">Loading models…</p>
+            <p className="muted empty">
+              {loadError ? "Models could not be loaded (see above)." : "Loading models…"}
+            </p>
           )}
-          {!active ? <p className="muted small">Select a model name for its config and the what-if planner.</p> : null}
+          {!active ? (
+            <p className="muted small">
+              Select a model name for its config and the what-if planner.
+            </p>
+          ) : null}
         </section>
         {name && !active && state.loaded ? (
           <section className="card">

@@ -8,17 +8,14 @@ import { useModelActions } from "../hooks/useModelActions";
 import { useLive } from "../state/liveContext";
 
 export function OverviewPage() {
-  const { state } = useLive();
+  const { state, loadError } = useLive();
   const actions = useModelActions();
   const onAction = (a: "start" | "stop", name: string) => void actions.run(a, [name]);
 
   return (
     <div className="page">
       <h1 className="page-title">Overview</h1>
-      <div className="grid grid-2">
-        <HealthPanel />
-        <ThroughputChart />
-      </div>
+      <HealthPanel />
       <section className="card" aria-labelledby="models-title">
         <header className="card-head">
           <h2 id="models-title" className="card-title">
@@ -38,9 +35,15 @@ export function OverviewPage() {
             onAction={onAction}
           />
         ) : (
-          <p className="muted empty">Loading models…</p>
+          <p className="muted empty">
+            {loadError ? "Models could not be loaded (see above)." : "Loading models…"}
+          </p>
         )}
       </section>
+      <div className="grid grid-main-side">
+        <ThroughputChart />
+        <EventList events={state.events} limit={8} />
+      </div>
       <section aria-labelledby="dev-title">
         <h2 id="dev-title" className="section-title">
           Devices
@@ -55,7 +58,6 @@ export function OverviewPage() {
           </div>
         )}
       </section>
-      <EventList events={state.events} />
     </div>
   );
 }

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { getUsageSummary } from "../api/client";
 import { BarChartCard } from "../components/BarChartCard";
 import { BudgetList } from "../components/BudgetList";
@@ -16,8 +16,13 @@ const REFRESH_AFTER_MS = 5000;
 export function UsagePage() {
   const [days, setDays] = useState(30);
   const { state } = useLive();
-  const summary = useAsync(() => getUsageSummary(days), [days]);
-  const { reload } = summary;
+  const load = useCallback(
+    () => getUsageSummary(days).then((s) => ({ summary: s, readAt: Date.now() })),
+    [days],
+  );
+  const result = useAsync(load);
+  const summary = { ...result, data: result.data?.summary };
+  const { reload } = result;
   const seen = state.usageSeen;
 
   useEffect(() => {
@@ -33,7 +38,11 @@ export function UsagePage() {
         <h1 className="page-title">Usage &amp; cost</h1>
         <label className="row gap-s">
           <span className="small">Period</span>
-          <select value={days} onChange={(e) => setDays(Number(e.target.value))} aria-label="period">
+          <select
+            value={days}
+            onChange={(e) => setDays(Number(e.target.value))}
+            aria-label="period"
+          >
             {PERIODS.map((d) => (
               <option key={d} value={d}>
                 last {d} days
@@ -61,7 +70,11 @@ export function UsagePage() {
               labels={s.by_model.map((m) => m.model)}
               series={[
                 { label: "tokens", values: s.by_model.map((m) => m.total_tokens), axis: "left" },
-                { label: `cost (${s.currency})`, values: s.by_model.map((m) => m.cost), axis: "right" },
+                {
+                  label: `cost (${s.currency})`,
+                  values: s.by_model.map((m) => m.cost),
+                  axis: "right",
+                },
               ]}
               leftTitle="tokens"
               rightTitle="cost"
@@ -72,14 +85,23 @@ export function UsagePage() {
               labels={s.by_key.map((k) => k.key_id || "(no key)")}
               series={[
                 { label: "requests", values: s.by_key.map((k) => k.requests), axis: "left" },
-                { label: `cost (${s.currency})`, values: s.by_key.map((k) => k.cost), axis: "right" },
+                {
+                  label: `cost (${s.currency})`,
+                  values: s.by_key.map((k) => k.cost),
+                  axis: "right",
+                },
               ]}
               leftTitle="requests"
               rightTitle="cost"
             />
           </div>
           <div className="grid grid-2">
-            <DailyUsageChart days={s.by_day} currency={s.currency} />
+            <DailyUsageChart
+              days={s.by_day}
+              period={days}
+              currency={s.currency}
+              nowMs={result.data?.readAt ?? 0}
+            />
             <BudgetList budgets={s.budgets} currency={s.currency} />
           </div>
         </>

@@ -1,8 +1,16 @@
 // Holds the live view of models, devices, throughput, events and usage,
 // fed by the /api/ws stream (plus one REST read on load and on key change).
-import { useCallback, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from "react";
+import {
+  useCallback,
+  useEffect,
+  useMemo,
+  useReducer,
+  useRef,
+  useState,
+  type ReactNode,
+} from "react";
 import { getAdminKey, onAdminKeyChange } from "../api/auth";
-import { errorMessage, eventStreamUrl, getDevices, getModels } from "../api/client";
+import { errorMessage, eventStreamUrl, getDevices, getModels, httpStatus } from "../api/client";
 import type { ClientMessage, ServerMessage } from "../api/types";
 import { useEventStream } from "../hooks/useEventStream";
 import { LiveContext, type LiveContextValue, type LogListener } from "./liveContext";
@@ -11,10 +19,19 @@ import { initialLiveState, liveReducer } from "./liveReducer";
 export function LiveDataProvider({ children }: { children: ReactNode }) {
   const [state, dispatch] = useReducer(liveReducer, initialLiveState);
   const [adminKey, setKey] = useState(getAdminKey);
+  const [keyEpoch, setKeyEpoch] = useState(0);
   const [loadError, setLoadError] = useState<string | null>(null);
+  const [needsKey, setNeedsKey] = useState(false);
   const listeners = useRef(new Map<string, Set<LogListener>>());
 
-  useEffect(() => onAdminKeyChange(setKey), []);
+  useEffect(
+    () =>
+      onAdminKeyChange((key) => {
+        setKey(key);
+        setKeyEpoch((n) => n + 1);
+      }),
+    [],
+  );
 
   const onMessage = useCallback((msg: ServerMessage) => {
     if (msg.type === "log") {
@@ -34,16 +51,23 @@ export function LiveDataProvider({ children }: { children: ReactNode }) {
   const url = useMemo(() => eventStreamUrl(adminKey), [adminKey]);
   const { status, retryInMs, attempts, send } = useEventStream({ url, onMessage, onOpen });
 
-  const refresh = useCallback(async () => {
-    try {
-      const [models, devices] = await Promise.all([getModels(), getDevices()]);
-      dispatch({ type: "models", models, now: Date.now() });
-      dispatch({ type: "devices", devices: devices.devices, ts: devices.ts });
-      setLoadError(null);
-    } catch (err) {
-      setLoadError(errorMessage(err));
-    }
-  }, []);
+  const refresh = useCallback(
+    () =>
+      Promise.all([getModels(), getDevices()]).then(
+        ([models, devices]) => {
+          dispatch({ type: "models", models, now: Date.now() });
+          dispatch({ type: "devices", devices: devices.devices, ts: devices.ts });
+          setLoadError(null);
+          setNeedsKey(false);
+        },
+        (err: unknown) => {
+          const status = httpStatus(err);
+          setLoadError(errorMessage(err));
+          setNeedsKey(status === 401 || status === 403);
+        },
+      ),
+    [],
+  );
 
   useEffect(() => {
     // One read on load and whenever the admin key changes; the stream does the rest.
@@ -83,11 +107,24 @@ export function LiveDataProvider({ children }: { children: ReactNode }) {
       retryInMs,
       attempts,
       loadError,
+      needsKey,
+      keyEpoch,
       subscribeLogs,
       refresh,
       setModelState,
     }),
-    [state, status, retryInMs, attempts, loadError, subscribeLogs, refresh, setModelState],
+    [
+      state,
+      status,
+      retryInMs,
+      attempts,
+      loadError,
+      needsKey,
+      keyEpoch,
+      subscribeLogs,
+      refresh,
+      setModelState,
+    ],
   );
 
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;

@@ -12,6 +12,10 @@ export interface LiveContextValue {
   attempts: number;
   /** Last error from the initial REST load (e.g. 401), or null. */
   loadError: string | null;
+  /** The server refused the management API for want of a (right) admin key. */
+  needsKey: boolean;
+  /** Changes whenever the admin key changes, so pages can re-read. */
+  keyEpoch: number;
   /** Subscribe to live log lines of one model; returns the unsubscribe function. */
   subscribeLogs: (model: string, fn: LogListener) => () => void;
   /** Re-read models and devices over REST (after an action, or a key change). */
@@ -26,6 +30,8 @@ export const LiveContext = createContext<LiveContextValue>({
   retryInMs: null,
   attempts: 0,
   loadError: null,
+  needsKey: false,
+  keyEpoch: 0,
   subscribeLogs: () => () => undefined,
   refresh: async () => undefined,
   setModelState: () => undefined,

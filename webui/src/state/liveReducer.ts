@@ -111,6 +111,7 @@ function applyMessage(state: LiveState, msg: ServerMessage, now: number): LiveSt
         modelSeenAt: seenAll(msg.models ?? [], now),
         devices: Array.isArray(msg.devices) ? msg.devices : state.devices,
         devicesTs: msg.ts ?? state.devicesTs,
+        events: Array.isArray(msg.events) ? msg.events.slice(-MAX_EVENTS).reverse() : state.events,
         loaded: true,
       };
     case "model":
