@@ -76,7 +76,7 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
     server = pn.serve(
         apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
         port=port, address=host, show=False, start=False, title="llm-manager",
-        extra_patterns=api_patterns(manager), websocket_origin="*", **auth,
+        extra_patterns=api_patterns(manager), websocket_origin="*", verbose=False, **auth,
     )
     server._tornado.settings["cors_origins"] = manager.config.program.cors_origins
     return server
