@@ -65,6 +65,10 @@ class Client:
     def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
         return self._call("GET", f"/api/logs/{name}", params={"lines": lines})["lines"]
 
+    def events(self) -> list[dict[str, Any]]:
+        """Recent model events (start, ready, stop, evict, crash, budget, config)."""
+        return self._call("GET", "/api/events")["events"]
+
     def config(self) -> dict[str, Any]:
         return self._call("GET", "/api/config")
 

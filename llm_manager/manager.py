@@ -343,6 +343,7 @@ class Manager(AccountingMixin):
 
     def finish_usage(self, rec: UsageRecord, model: ModelConfig, raw: bytes) -> None:
         """Price and record one finished request."""
+        rec.ts = time.time()  # records are stamped when they finish (throughput windows rely on it)
         if self.pricer is not None:
             rec.cost = self.pricer(rec)
         self.record_usage(rec)

@@ -1,0 +1,1 @@
+"""The Panel dashboard (``create_dashboard`` in :mod:`.dashboard`; ``app.py`` for ``panel serve``)."""

@@ -45,28 +45,33 @@ class Dashboard:
                                 sizing_mode="stretch_width")),
             (TABS[1], self.devices.panel), (TABS[2], self.throughput.panel), (TABS[3], self.cost.panel),
             (TABS[4], self.logs.panel), (TABS[5], self.config.panel),
-            sizing_mode="stretch_width", dynamic=False)
+            sizing_mode="stretch_width", dynamic=True)  # hidden tabs send nothing to the browser
         self.tabs.param.watch(self._on_tab, "active")
         self.callbacks: list[Any] = []
         self._cost_at = 0.0
+        self._states: tuple = ()
 
     # ------------------------------------------------------------ refresh
 
     def _active(self, name: str) -> bool:
         return TABS[self.tabs.active] == name
 
-    async def refresh_models(self) -> None:
-        await self.models.refresh()
-        names = [m["name"] for m in self.models.models]
-        self.planner.set_models(names)
-        self.logs.set_models(names)
+    async def refresh_models(self, wait: bool = True) -> None:
+        await self.models.refresh(wait)
+        self.planner.set_models(self.models.models)
+        self.logs.set_models([m["name"] for m in self.models.models])
         self.status.object = status_html(self.models.models)
+        states = tuple((m["name"], m["state"]) for m in self.models.models)
+        if states != self._states:  # a plan shown must stay true: re-plan when a model changes state
+            self._states = states
+            if self.planner.model.value:
+                await self.planner.refresh(wait)
 
-    async def refresh_cost(self, force: bool = False) -> None:
+    async def refresh_cost(self, force: bool = False, wait: bool = True) -> None:
         """At most every 10 s: with a usage store this is a database query (in a thread)."""
         if force or time.monotonic() - self._cost_at >= COST_MIN_INTERVAL_S:
             self._cost_at = time.monotonic()
-            await self.cost.refresh()
+            await self.cost.refresh(wait)
 
     async def refresh_all(self, cost: bool = True) -> None:
         """Everything once (first load, and tests). Cost only when asked: it may query the database."""
@@ -81,9 +86,12 @@ class Dashboard:
     async def _first_load(self) -> None:
         await self.refresh_all(cost=self._active("Cost"))
 
+    async def _tick_models(self) -> None:
+        await self.refresh_models(wait=False)
+
     async def _tick_cost(self) -> None:
         if self._active("Cost"):
-            await self.refresh_cost()
+            await self.refresh_cost(wait=False)
 
     async def _tick_logs(self) -> None:
         if self._active("Logs"):
@@ -101,9 +109,9 @@ class Dashboard:
         """Start the timers for this session and stop them when it ends."""
         add = pn.state.add_periodic_callback
         self.callbacks = [
-            add(self.refresh_models, period=1000),
-            add(self.devices.refresh, period=self.devices.period_ms),
-            add(self.throughput.refresh, period=1000),
+            add(self._tick_models, period=1000),
+            add(self.devices.tick, period=self.devices.period_ms),
+            add(self.throughput.tick, period=1000),
             add(self._tick_cost, period=int(COST_MIN_INTERVAL_S * 1000)),
             add(self._tick_logs, period=1000),
         ]

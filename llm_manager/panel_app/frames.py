@@ -6,21 +6,39 @@ columns as ``UsageStore.requests_frame`` (the cost view then needs one code path
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..usage import analytics
+from ..usage.record import UsageRecord
 
 COLUMNS = ["ts", "model", "alias", "key_id", "client_ip", "endpoint", "status", "stream", "prompt_tokens",
            "completion_tokens", "total_tokens", "estimated", "queue_ms", "start_ms", "ttft_ms", "total_ms", "cost",
            "error"]
 
 
+_FIELDS = [f.name for f in dataclasses.fields(UsageRecord)]
+_GET = attrgetter(*_FIELDS)
+
+
 def _as_dict(rec: Any) -> dict[str, Any]:
-    return rec if isinstance(rec, dict) else rec.to_dict()
+    """``UsageRecord.to_dict()``, ~10x faster than its ``dataclasses.asdict``; dicts pass through."""
+    if isinstance(rec, dict):
+        return rec
+    d = dict(zip(_FIELDS, _GET(rec), strict=True))
+    d["total_tokens"] = rec.prompt_tokens + rec.completion_tokens
+    return d
+
+
+def records_to_dicts(records: Iterable[UsageRecord]) -> list[dict[str, Any]]:
+    return [_as_dict(r) for r in records]
 
 
 def frame_from_records(records: Iterable[Any]) -> pd.DataFrame:
@@ -100,3 +118,32 @@ def duration(s: float | None) -> str:
     if s < 3600:
         return f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h"
+
+
+def cost_summary(df: pd.DataFrame, now: float) -> dict[str, Any]:
+    """Every number and frame the cost view shows (run it in a worker thread: a store's frame can be large)."""
+    return _labelled({"requests": len(df), "tokens": int(df["total_tokens"].sum()) if len(df) else 0,
+                      "cost": float(df["cost"].sum()) if len(df) else 0.0, "by_model": analytics.by_model(df),
+                      "by_key": analytics.by_key(df), "by_day": analytics.by_period(df, "D"),
+                      "forecast": analytics.month_forecast(df, now)})
+
+
+def summary_from_api(body: dict[str, Any]) -> dict[str, Any]:
+    """``GET /api/usage/summary`` (analytics.summary as JSON) in the shape :func:`cost_summary` returns."""
+    by_day = pd.DataFrame(body.get("by_day") or [], columns=["time", "requests", "total_tokens", "cost"])
+    by_day["time"] = pd.to_datetime(by_day["time"], utc=True)
+    frames = {name: pd.DataFrame(body.get(name) or [], columns=[col, "requests", "prompt_tokens",
+                                                               "completion_tokens", "total_tokens", "cost", "errors"])
+              for name, col in (("by_model", "model"), ("by_key", "key_id"))}
+    return _labelled({"requests": int(body.get("total_requests", 0)), "tokens": int(body.get("total_tokens", 0)),
+                      "cost": float(body.get("total_cost", 0.0)), **frames, "by_day": by_day,
+                      "forecast": body.get("forecast") or {"month_to_date_cost": 0.0, "month_end_forecast": 0.0}})
+
+
+def _labelled(summary: dict[str, Any]) -> dict[str, Any]:
+    """Bar labels: "(no key)" for requests without an API key, "MM-DD" for days."""
+    by_key, by_day = summary["by_key"], summary["by_day"]
+    keys = [k if isinstance(k, str) and k else "(no key)" for k in by_key["key_id"]]
+    by_key["key"] = pd.Series(keys, index=by_key.index, dtype=object)
+    by_day["day"] = by_day["time"].dt.strftime("%m-%d") if len(by_day) else pd.Series(dtype=object)
+    return summary

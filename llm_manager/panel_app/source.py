@@ -16,7 +16,13 @@ from typing import Any
 import pandas as pd
 
 from ..client import Client
-from .frames import frame_from_records, throughput_from_records
+from .frames import (
+    cost_summary,
+    frame_from_records,
+    records_to_dicts,
+    summary_from_api,
+    throughput_from_records,
+)
 
 SECRET_KEYS = ("api_keys", "admin_key", "database_url")
 # UsageRecord.ts is taken when the request arrives, so records are appended roughly, not strictly, in ts order;
@@ -36,10 +42,10 @@ def redact(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def monthly_budget(budgets: Iterable[Any]) -> float | None:
-    """The first global, monthly, cost budget among config dicts or store rows (None: no budget)."""
+    """The first global, monthly, cost budget among config dicts, budget-status dicts or store rows (None: none)."""
     for b in budgets:
         get = b.get if isinstance(b, dict) else lambda k, d=None, b=b: getattr(b, k, d)
-        if get("key_id") or get("scope", "global") != "global":
+        if get("key_id") or get("key") or get("scope", "global") != "global":
             continue
         if get("period", "month") != "month" or get("unit", "cost") != "cost":
             continue
@@ -56,7 +62,13 @@ class LocalSource:
     def __init__(self, manager: Any):
         self.manager = manager
         self.device_interval = float(manager.config.program.monitor_interval)
-        self.currency = getattr(manager.config.program, "currency", None) or "USD"
+
+    @property
+    def currency(self) -> str:
+        pricer = getattr(self.manager, "pricer", None)
+        if pricer is not None and hasattr(pricer, "currency"):
+            return pricer.currency()
+        return getattr(self.manager.config.program, "currency", None) or "USD"
 
     @property
     def usage_origin(self) -> str:
@@ -74,18 +86,21 @@ class LocalSource:
         return self.manager.usage.throughput()
 
     async def recent_usage(self, limit: int = 1000, since: float | None = None) -> list[dict[str, Any]]:
-        """The newest records (at most ``limit``), newest last; only those with ts >= since when given."""
-        out = []
+        """The newest records (at most ``limit``), newest last; only those with ts >= since when given.
+
+        Only references are collected on the loop (the deque changes under a thread); the dicts are built in a
+        worker thread, since thousands of them per second would otherwise cost the proxy real time."""
+        refs = []
         for rec in reversed(self.manager.usage.recent):
             if since is not None and rec.ts < since:
                 if rec.ts < since - _ORDER_SLACK_S:
                     break
                 continue
-            out.append(rec.to_dict())
-            if len(out) >= limit:
+            refs.append(rec)
+            if len(refs) >= limit:
                 break
-        out.reverse()
-        return out
+        refs.reverse()
+        return await asyncio.to_thread(records_to_dicts, refs) if len(refs) > 100 else records_to_dicts(refs)
 
     async def events(self) -> list[dict[str, Any]]:
         return list(self.manager.events[-200:])
@@ -113,7 +128,13 @@ class LocalSource:
         recent = list(self.manager.usage.recent)  # a copy on the loop: the deque changes under a thread
         return await asyncio.to_thread(frame_from_records, [r for r in recent if r.ts >= since])
 
+    async def cost_summary(self, since: float, now: float) -> dict[str, Any]:
+        return await asyncio.to_thread(cost_summary, await self.usage_frame(since), now)
+
     async def budget(self) -> float | None:
+        security = getattr(self.manager, "security", None)
+        if security is not None and hasattr(security, "budget_status"):
+            return monthly_budget(security.budget_status())
         store = getattr(self.manager, "store", None)
         rows = list(self.manager.config.program.budgets)
         if store is not None and hasattr(store, "list_budgets"):
@@ -180,10 +201,23 @@ class RemoteSource:
         return self._config
 
     async def usage_frame(self, since: float) -> pd.DataFrame:
-        rows = await self.recent_usage(20000, since=since)
+        """The recent requests the manager keeps in memory (the whole history is aggregated server-side)."""
+        rows = await self.recent_usage(10000, since=since)
         return await asyncio.to_thread(frame_from_records, rows)
 
+    async def cost_summary(self, since: float, now: float) -> dict[str, Any]:
+        """The server's own aggregate of its usage database; the in-memory recent requests if it has none."""
+        body = await self._get("/api/usage/summary", days=max(1.0, (now - since) / 86400))
+        if body is not None:
+            self.usage_origin = f"the usage records of the manager at {self.client.url}"
+            self.currency = body.get("currency") or self.currency
+            return await asyncio.to_thread(summary_from_api, body)
+        return await asyncio.to_thread(cost_summary, await self.usage_frame(since), now)
+
     async def budget(self) -> float | None:
+        body = await self._get("/api/budgets")
+        if body is not None:
+            return monthly_budget(body.get("budgets") or [])
         config = self._config if self._config is not None else await self.config()
         return monthly_budget((config.get("program") or {}).get("budgets") or [])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import time
@@ -49,8 +50,9 @@ def empty_source(columns: list[str]) -> ColumnDataSource:
 class View:
     """A dashboard view: ``panel`` to show, ``refresh()`` to pull a new snapshot from the source.
 
-    Refresh never raises (a failed read shows a banner) and never overlaps itself: a slow remote manager
-    must not stack up periodic callbacks.
+    Refresh never raises (a failed read shows a banner) and never overlaps itself: calls that arrive while one
+    runs collapse into a single pass after it, so a slow remote manager cannot stack up periodic callbacks and
+    the last thing the person asked for is what ends up shown.
     """
 
     title = "view"
@@ -60,12 +62,38 @@ class View:
         self.source = source
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._busy = False
+        self._next: asyncio.Future[None] | None = None
         self.refreshes = 0
 
-    async def refresh(self) -> None:
+    async def refresh(self, wait: bool = True) -> None:
+        """Pull a new snapshot. While one runs, calls collapse into a single pass after it; ``wait`` callers
+        return once that pass is done (so what they asked for is shown), timers (``wait=False``) at once."""
         if self._busy:
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+            if wait:
+                await asyncio.shield(self._next)
             return
         self._busy = True
+        try:
+            while True:
+                covered, self._next = self._next, None  # requests made before this pass starts
+                await self._refresh_once()
+                if covered is not None and not covered.done():
+                    covered.set_result(None)
+                if self._next is None:
+                    break
+        finally:
+            self._busy = False
+            if self._next is not None and not self._next.done():  # cancelled mid-way: release the waiters
+                self._next.set_result(None)
+                self._next = None
+
+    async def tick(self) -> None:
+        """The periodic refresh: never waits behind a running one."""
+        await self.refresh(wait=False)
+
+    async def _refresh_once(self) -> None:
         try:
             await self._refresh()
             if self.error.visible:
@@ -75,8 +103,6 @@ class View:
             log.debug("%s refresh failed", self.title, exc_info=True)
             self.error.object = f"**{self.title}:** could not read data: {type(exc).__name__}: {exc}"
             self.error.visible = True
-        finally:
-            self._busy = False
 
     async def _refresh(self) -> None:
         raise NotImplementedError

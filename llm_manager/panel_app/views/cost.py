@@ -6,7 +6,6 @@ otherwise from the in-memory recent records, through the same ``llm_manager.usag
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -14,7 +13,6 @@ import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
 import pandas as pd
 import panel as pn
 
-from ...usage import analytics
 from ...usage.pricing import period_start
 from .base import View
 
@@ -22,16 +20,10 @@ DAYS = 30
 TABLE_COLUMNS = ["model", "requests", "prompt_tokens", "completion_tokens", "cost", "errors"]
 
 
-def cost_summary(df: pd.DataFrame, now: float) -> dict[str, Any]:
-    """Every number and frame the view shows (runs in a worker thread: the store's frame can be large)."""
-    by_model = analytics.by_model(df)
-    by_key = analytics.by_key(df)
-    by_key["key"] = [k if k else "(no key)" for k in by_key["key_id"]]
-    by_day = analytics.by_period(df, "D")
-    by_day["day"] = by_day["time"].dt.strftime("%m-%d") if len(by_day) else pd.Series(dtype=str)
-    return {"requests": len(df), "tokens": int(df["total_tokens"].sum()) if len(df) else 0,
-            "cost": float(df["cost"].sum()) if len(df) else 0.0, "by_model": by_model, "by_key": by_key,
-            "by_day": by_day, "forecast": analytics.month_forecast(df, now)}
+def money_format(value: float, currency: str) -> str:
+    """Enough digits that small local costs (fractions of a cent) do not read as 0.0000."""
+    digits = 2 if value >= 1 or value == 0 else 4 if value >= 0.01 else 8
+    return f"{{value:,.{digits}f}} {currency}"
 
 
 def _bars(frame: pd.DataFrame, x: str, what: str, currency: str, color: str) -> Any:
@@ -73,7 +65,6 @@ class CostView(View):
         self.day_bars = pn.Column(sizing_mode="stretch_width")
         self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
                                           sizing_mode="stretch_width", layout="fit_data_stretch", sortable=False,
-                                          formatters={"cost": {"type": "money", "precision": 6}},
                                           titles={c: c.replace("_", " ") for c in TABLE_COLUMNS})
         self._last: tuple | None = None
 
@@ -95,9 +86,8 @@ class CostView(View):
     async def _refresh(self) -> None:
         now = time.time()
         since = min(period_start(now), now - DAYS * 86400)
-        df = await self.source.usage_frame(since)
+        summary = await self.source.cost_summary(since, now)
         self.budget = await self.source.budget()
-        summary = await asyncio.to_thread(cost_summary, df, now)
         self.summary = summary
         cur = getattr(self.source, "currency", "USD")
         fc = summary["forecast"]
@@ -106,8 +96,10 @@ class CostView(View):
         self.origin.object = (f"{summary['requests']:,} requests, {summary['tokens']:,} tokens since {day} (UTC), "
                               f"from {getattr(self.source, 'usage_origin', 'the manager')}; refreshed every "
                               f"{self.period_ms // 1000} s while this tab is shown.")
-        self.total.value, self.requests.value, self.tokens.value = summary["cost"], summary["requests"], summary["tokens"]
-        self.mtd.value, self.forecast.value = fc["month_to_date_cost"], fc["month_end_forecast"]
+        self.requests.value, self.tokens.value = summary["requests"], summary["tokens"]
+        for number, value in ((self.total, summary["cost"]), (self.mtd, fc["month_to_date_cost"]),
+                              (self.forecast, fc["month_end_forecast"])):
+            number.format, number.value = money_format(value, cur), value
         self._burn(fc["month_to_date_cost"], fc["month_end_forecast"], cur)
         key = (summary["requests"], round(summary["cost"], 9), summary["tokens"])
         if key == self._last:  # nothing new: keep the plots (re-rendering them resets zoom and hover)
@@ -116,7 +108,9 @@ class CostView(View):
         self.model_bars.objects = [_bars(summary["by_model"], "model", "by model", cur, "#1f77b4")]
         self.key_bars.objects = [_bars(summary["by_key"], "key", "by API key", cur, "#9467bd")]
         self.day_bars.objects = [_bars(summary["by_day"], "day", "per day (UTC)", cur, "#2ca02c")]
-        self.table.value = summary["by_model"].reindex(columns=TABLE_COLUMNS)
+        table = summary["by_model"].reindex(columns=TABLE_COLUMNS)
+        table["cost"] = [money_format(v, cur).format(value=v) for v in table["cost"]]
+        self.table.value = table
 
     @property
     def panel(self) -> pn.viewable.Viewable:

@@ -26,6 +26,11 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else math.nan
 
 
+def _swatch(color: str, text: str) -> str:
+    return (f'<span style="display:inline-block;width:12px;height:12px;background:{color};border:1px solid #90a4ae;'
+            f'vertical-align:middle"></span> {html.escape(text)}')
+
+
 def _fmt(v: Any) -> str:
     return "—" if math.isnan(_num(v)) else f"{_num(v):.1f}"
 
@@ -89,13 +94,14 @@ class DevicesView(View):
         self._names: list[str] = []
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False, sizing_mode="stretch_width",
-            formatters={"memory %": {"type": "progress", "max": 100, "legend": True, "color": ["#43a047", "#fb8c00",
+            sortable=False, formatters={"memory %": {"type": "progress", "max": 100, "legend": True, "color": ["#43a047", "#fb8c00",
                                                                                          "#e53935"]}},
-            widths={"memory %": 160, "held by": 320}, layout="fit_data_stretch")
+            widths={"device": 280, "type": 60, "memory": 170, "memory %": 150, "utilisation %": 105,
+                    "temperature °C": 120, "held by": 340}, layout="fit_data_stretch")
         self.bars = ColumnDataSource(memory_segments([], self.colors))
-        self.bar_fig = figure(title="Memory per device: models (coloured), other use (grey), free (light)",
-                              y_range=FactorRange(), height=120, sizing_mode="stretch_width", tools="save",
-                              toolbar_location=None)
+        self.bar_legend = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10, 0, 10))
+        self.bar_fig = figure(y_range=FactorRange(), height=120, sizing_mode="stretch_width", tools="save",
+                              toolbar_location=None, min_border_left=24)
         self.bar_fig.hbar(y="device", left="left", right="right", height=0.7, color="color", line_color="white",
                           source=self.bars)
         self.bar_fig.add_layout(LabelSet(x="left", y="device", text="text", source=self.bars, x_offset=4,
@@ -134,6 +140,9 @@ class DevicesView(View):
             self.bar_fig.y_range.factors = list(reversed(self._names))
             self.bar_fig.height = 70 + 36 * max(1, len(devices))
         self.bars.data = memory_segments(devices, self.colors)
+        held = sorted({h["model"] for d in devices for h in d.get("models", [])})
+        self.bar_legend.object = "Memory per device: " + " &nbsp; ".join(
+            [_swatch(self.colors[m], m) for m in held] + [_swatch(OTHER_COLOR, "other use"), _swatch(FREE_COLOR, "free")])
         rows = device_rows(devices)
         if not rows.equals(self.table.value):
             self.table.value = rows
@@ -151,6 +160,7 @@ class DevicesView(View):
     @property
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(
-            self.error, self.bar_fig, self.table, self.legend,
+            self.error, self.bar_legend, pn.pane.Bokeh(self.bar_fig, margin=(0, 12), sizing_mode="stretch_width"),
+            self.table, self.legend,
             pn.Row(self.mem_fig, self.util_fig, self.temp_fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

@@ -19,6 +19,9 @@ from .base import View, state_badge
 
 COLUMNS = ["model", "mode", "state", "profile", "port", "in flight", "queued", "last used", "uptime", "loading %",
            "error"]
+# fixed widths: the table is built empty, so Tabulator cannot size the columns to the data
+WIDTHS = {"model": 150, "mode": 90, "state": 100, "profile": 95, "port": 70, "in flight": 75, "queued": 70,
+          "last used": 90, "uptime": 75, "loading %": 95, "error": 220, "start": 70, "stop": 65}
 START_HTML = '<span title="start this model" style="color:#2e7d32;font-weight:700">▶ start</span>'
 OK = '<span style="color:#2e7d32;font-weight:700">✓</span>'
 FAIL = '<span style="color:#c62828;font-weight:700">✗</span>'
@@ -56,7 +59,7 @@ class ModelsView(View):
             sortable=False,
             formatters={"state": {"type": "html"}, "loading %": {"type": "progress", "max": 100, "color": "#1565c0"},
                         "error": {"type": "textarea"}},
-            titles={"start": "", "stop": ""}, widths={"error": 260})
+            titles={"start": "", "stop": ""}, widths=WIDTHS)
         self.table.on_click(self._on_cell_click)
         self.start_selected = pn.widgets.Button(label="▶ Start selected", color="success", disabled=True)
         self.stop_selected = pn.widgets.Button(label="■ Stop selected", color="danger", disabled=True)
@@ -121,7 +124,7 @@ class ModelsView(View):
         starting = [m for m in self.models if m["state"] == "starting"]
         if set(self._loading_rows) != {m["name"] for m in starting}:
             self._loading_rows = {m["name"]: (pn.pane.Markdown(margin=(0, 10)),
-                                              pn.indicators.Progress(max=100, value=0, width=240, bar_color="primary"))
+                                              pn.indicators.Progress(max=100, value=-1, width=240, bar_color="primary"))
                                   for m in starting}
             self.loading.objects = [pn.Row(pn.indicators.LoadingSpinner(value=True, size=22, color="primary"),
                                            md, bar) for md, bar in self._loading_rows.values()]
@@ -130,7 +133,8 @@ class ModelsView(View):
             elapsed = m.get("start_elapsed_s") or 0.0
             md.object = (f"**{m['name']}** loading ({m.get('profile') or '?'}): {elapsed:.1f} s "
                          f"of {m.get('start_timeout_s') or 0:.0f} s timeout")
-            bar.value = int(loading_pct(m))
+            pct = loading_pct(m)
+            bar.value = int(pct) if pct >= 1 else -1  # animated until there is visible progress to show
 
     async def _refresh(self) -> None:
         self.models = await self.source.models()

@@ -39,6 +39,7 @@ class PlannerView(View):
     def __init__(self, source: Any):
         super().__init__(source)
         self.plan: dict[str, Any] | None = None
+        self.states: dict[str, tuple[str, str | None]] = {}
         self.model = pn.widgets.Select(label="If I start…", options=[], width=260)
         self.button = pn.widgets.Button(label="Plan", color="primary", width=90, align="end")
         self.button.on_click(self._on_click)
@@ -49,8 +50,10 @@ class PlannerView(View):
                                             sizing_mode="stretch_width", layout="fit_data_stretch",
                                             sortable=False)
 
-    def set_models(self, names: list[str]) -> None:
+    def set_models(self, models: list[dict[str, Any]]) -> None:
         """Keep the model list in step with the models table (cheap; called on each models refresh)."""
+        self.states = {m["name"]: (m["state"], m.get("profile")) for m in models}
+        names = list(self.states)
         if names != list(self.model.options):
             self.model.options = names
 
@@ -61,10 +64,20 @@ class PlannerView(View):
         name = self.model.value
         if not name:
             return
+        state, profile = self.states.get(name, ("stopped", None))
+        if state in ("starting", "ready", "stopping"):  # placement has already answered for this one
+            self.plan = None
+            self.summary.object = (f"**{name}** is already {state} (profile **{profile}**); it holds its memory "
+                                   "now. Stop it to see what a fresh start would do.")
+            self.summary.alert_type = "info"
+            self.devices.value = plan_rows({})
+            self.devices.visible = False
+            return
         self.plan = await self.source.plan(name)
         text, kind = plan_summary(self.plan)
         self.summary.object, self.summary.alert_type = text, kind
         self.devices.value = plan_rows(self.plan)
+        self.devices.visible = True
 
     @property
     def panel(self) -> pn.viewable.Viewable:
