@@ -63,7 +63,21 @@ async def serve(config: Config, host: str, port: int, data_dir: str | None, dash
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    path = resolve_config_path(args.config)
+    if args.demo and args.config:
+        print("error: --demo and --config exclude each other", file=sys.stderr)
+        return 2
+    if args.demo == "real":
+        from .demo.real import prepare_real_demo
+        from .manager import default_data_dir
+
+        try:
+            path = prepare_real_demo(Path(args.data_dir) if args.data_dir else default_data_dir())
+        except RuntimeError as exc:  # setup.sh missing or failed
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"serving the real demo: llama.cpp + SmolLM2-135M on the CPU ({path})", flush=True)
+    else:
+        path = DEMO_CONFIG if args.demo == "fake" else resolve_config_path(args.config)
     try:
         config = read_config(path)
     except ConfigError as exc:
@@ -202,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the API, the dashboard and the WebUI on one port")
     s.add_argument("--config", help="config.json (default ./config.json, else the bundled demo)")
+    s.add_argument("--demo", choices=("fake", "real"),
+                   help="serve a demo: fake (simulated GPUs, fake model servers) or real (llama.cpp's llama-server "
+                        "with SmolLM2-135M on the CPU; builds llama-server once, about 6 min)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--data-dir", help="where usage data, logs and pid files go (default ./.llm-manager)")

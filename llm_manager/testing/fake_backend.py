@@ -46,6 +46,7 @@ class BackendOptions:
     max_tokens_default: int = 16
     embedding_dim: int = 64
     log_requests: bool = True
+    done_delay: float = 0.0  # seconds between "data: [DONE]" and the end of the body
 
 
 class BackendState:
@@ -215,6 +216,8 @@ class GenerationHandler(InferenceHandler):
                 await self._event(event)
             self.write(b"data: [DONE]\n\n")
             await self.flush()
+            if opts.done_delay > 0:  # the body ends later than [DONE]: clients that hang up at [DONE] race it
+                await asyncio.sleep(opts.done_delay)
         except StreamClosedError:  # client went away mid-stream: stop generating, log what was sent
             self.tokens = sent
 
@@ -310,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens-default", type=int, default=16, metavar="N",
                    help="tokens generated when the request sets no max_tokens")
     p.add_argument("--embedding-dim", type=int, default=64, metavar="N")
+    p.add_argument("--done-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="end a stream's body this long after 'data: [DONE]' (the openai client hangs up at [DONE])")
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
     return p.parse_args(argv)
 
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host, port=args.port, model=args.model, load_delay=args.load_delay,
         tokens_per_second=args.tokens_per_second, crash_after=args.crash_after, hang=args.hang,
         fast=args.fast, max_tokens_default=args.max_tokens_default, embedding_dim=args.embedding_dim,
-        log_requests=not args.quiet,
+        log_requests=not args.quiet, done_delay=args.done_delay,
     )
     return asyncio.run(serve(options))
 

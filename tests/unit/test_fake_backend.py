@@ -97,7 +97,7 @@ def sse_events(client: httpx.Client, url: str, body: dict) -> list[tuple[float, 
     with client.stream("POST", url, json=body) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
-        assert resp.headers["cache-control"] == "no-cache"
+        assert resp.headers["x-accel-buffering"] == "no"
         for line in resp.iter_lines():
             if line.startswith("data: "):
                 events.append((time.monotonic() - t0, line[len("data: "):]))
@@ -112,9 +112,12 @@ def test_health_models_and_unknown_path(backend: Backend) -> None:
             assert data["object"] == "list"
             assert data["data"][0]["id"] == "tiny-test" and data["data"][0]["owned_by"] == "llamacpp"
             assert isinstance(data["data"][0]["created"], int)
+            assert data["models"][0]["name"] == "tiny-test" and data["data"][0]["meta"]["n_embd"] == 64
         r = c.get("/nope")
         assert r.status_code == 404
         assert r.json() == {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}
+        r = c.delete("/health")  # llama-server has no 405: another method on a known path is a 404
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
     assert backend.wait_line(lambda s: s.startswith("GET /nope 404"))
 
 
@@ -141,10 +144,14 @@ def test_chat_non_stream(backend: Backend) -> None:
         assert data["object"] == "chat.completion" and data["model"] == "tiny-test"
         assert data["id"] and isinstance(data["created"], int)
         choice = data["choices"][0]
-        assert choice["index"] == 0 and choice["finish_reason"] == "length" and choice["logprobs"] is None
+        assert choice["index"] == 0 and choice["finish_reason"] == "length"
+        assert "logprobs" not in choice  # llama-server leaves it out of chat choices unless asked
         assert choice["message"]["role"] == "assistant"
         assert len(choice["message"]["content"].split()) == 5
-        assert data["usage"] == {"prompt_tokens": 2 + 3 + 8, "completion_tokens": 5, "total_tokens": 18}
+        assert data["usage"] == {"prompt_tokens": 2 + 3 + 8, "completion_tokens": 5, "total_tokens": 18,
+                                 "prompt_tokens_details": {"cached_tokens": 0}}
+        assert data["system_fingerprint"] and data["timings"]["predicted_n"] == 5
+        assert data["timings"]["prompt_n"] == 13
         # deterministic; no max_tokens -> default count and "stop"
         again = c.post("/chat/completions", json={**CHAT, "max_tokens": 5}).json()
         assert again["choices"][0]["message"] == choice["message"]
@@ -163,9 +170,10 @@ def test_chat_stream_is_incremental(spawn: Callable[..., Backend]) -> None:
     chunks = [json.loads(d) for _, d in events[:-1]]
     assert len(chunks) == 1 + 10 + 1  # role, tokens, finish; no usage chunk unless asked
     assert all(ch["object"] == "chat.completion.chunk" and "usage" not in ch for ch in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}  # as llama-server
     assert all(len(ch["choices"][0]["delta"]["content"].split()) == 1 for ch in chunks[1:-1])
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length", "logprobs": None}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+    assert chunks[-1]["timings"]["predicted_n"] == 10 and "timings" not in chunks[-2]
     first, total = events[0][0], events[-1][0]
     assert total >= 0.4  # 10 tokens at 20/s
     assert first < total / 2
@@ -179,14 +187,18 @@ def test_stream_include_usage_and_completions(backend: Backend) -> None:
         events = [d for _, d in sse_events(c, "/v1/chat/completions", body)]
         assert events[-1] == "[DONE]"
         usage = json.loads(events[-2])
-        assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 3
+        assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 3 and "timings" in usage
         assert sum("usage" in json.loads(e) for e in events[:-1]) == 1
+        finish = json.loads(events[-3])
+        assert finish["choices"][0]["finish_reason"] == "length" and "timings" not in finish
 
         r = c.post("/v1/completions", json={"prompt": "once upon a time", "max_tokens": 4})
         data = r.json()
         assert data["object"] == "text_completion" and data["model"] == "tiny-test"
         assert len(data["choices"][0]["text"].split()) == 4 and data["choices"][0]["finish_reason"] == "length"
-        assert data["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
+        assert data["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8,
+                                 "prompt_tokens_details": {"cached_tokens": 0}}
+        assert data["choices"][0]["logprobs"] is None and data["id"].startswith("chatcmpl-")
 
         events = [d for _, d in sse_events(c, "/completions", {"prompt": "once upon a time", "max_tokens": 4,
                                                                 "stream": True})]
@@ -194,6 +206,23 @@ def test_stream_include_usage_and_completions(backend: Backend) -> None:
         assert events[-1] == "[DONE]" and all(ch["object"] == "text_completion" for ch in chunks)
         assert "".join(ch["choices"][0]["text"] for ch in chunks) == data["choices"][0]["text"]
         assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+        # llama-server: no usage-only chunk for completions; the finish chunk carries usage, always
+        assert chunks[-1]["usage"]["completion_tokens"] == 4 and "timings" in chunks[-1]
+        assert all("usage" not in ch for ch in chunks[:-1])
+        asked = [json.loads(d) for _, d in sse_events(c, "/v1/completions", {
+            "prompt": "once upon a time", "max_tokens": 4, "stream": True,
+            "stream_options": {"include_usage": True}})[:-1]]
+        assert [sorted(ch) for ch in asked] == [sorted(ch) for ch in chunks] and asked[-1]["choices"]
+
+
+def test_done_delay_ends_the_body_later(spawn: Callable[..., Backend]) -> None:
+    b = spawn("--done-delay", "0.3")
+    with httpx.Client(base_url=b.url, timeout=5) as c:
+        t0 = time.monotonic()
+        events = sse_events(c, "/v1/chat/completions", {**CHAT, "stream": True, "max_tokens": 2})
+        total = time.monotonic() - t0
+    assert events[-1][1] == "[DONE]" and events[-1][0] < 0.25
+    assert total >= 0.3
 
 
 def test_embeddings(backend: Backend) -> None:
@@ -238,6 +267,9 @@ def test_rerank(backend: Backend) -> None:
     ("/v1/completions", b'{"max_tokens": 3}'),
     ("/v1/completions", b'[1, 2]'),
     ("/v1/embeddings", b'{"model": "x"}'),
+    ("/v1/embeddings", b'{"input": []}'),
+    ("/v1/embeddings", b'{"input": ""}'),
+    ("/v1/embeddings", b'{"input": 5}'),
     ("/v1/rerank", b'{"documents": ["a"]}'),
     ("/v1/rerank", b'{"query": "a"}'),
 ])
@@ -246,6 +278,14 @@ def test_bad_requests(backend: Backend, path: str, body: bytes) -> None:
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == 400 and err["type"] == "invalid_request_error" and err["message"]
+
+
+def test_llama_server_quirks(backend: Backend) -> None:
+    """A message without a role is llama-server's 500 server_error; an empty message list is accepted."""
+    r = httpx.post(backend.url + "/v1/chat/completions", json={"messages": [{"content": "x"}]})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    r = httpx.post(backend.url + "/v1/chat/completions", json={"messages": [], "max_tokens": 2})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
 
 
 def test_crash_after(spawn: Callable[..., Backend]) -> None:
