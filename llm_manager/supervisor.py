@@ -45,8 +45,14 @@ TRANSITIONS = {
     State.STOPPING: {State.STOPPED},
 }
 
-HEALTH_POLL_FIRST = 0.005  # seconds; polling starts fast and backs off so cold starts pay ~nothing
-HEALTH_POLL_MAX = 0.25
+HEALTH_POLL_FIRST = 0.005  # seconds; loopback probes cost the server nothing, so poll fast while it loads
+HEALTH_POLL_FAST_MAX = 0.02  # the interval cap for the first HEALTH_FAST_PHASE seconds of a start
+HEALTH_FAST_PHASE = 10.0
+HEALTH_POLL_MAX = 0.25  # then back off for models that take minutes to load
+
+# setpriv sets PR_SET_PDEATHSIG and execs, which lets CPython spawn with vfork; a preexec_fn would
+# force a full fork of the manager (tens of ms, on the event loop). preexec_fn is the fallback.
+SETPRIV = shutil.which("setpriv")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -222,11 +228,12 @@ class Supervisor:
                "LLM_MANAGER_MODEL": self.model.name, "PYTHONUNBUFFERED": "1"}
         cwd = profile.cwd or str(self.config.base_dir)
         self.log.add(f"launch: {' '.join(argv)} (cwd {cwd})", "manager")
+        spawn_argv, preexec = ([SETPRIV, "--pdeathsig", "KILL", "--", *argv], None) if SETPRIV else (argv, set_pdeathsig)
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                *spawn_argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True,
-                preexec_fn=set_pdeathsig, limit=1 << 20,
+                preexec_fn=preexec, limit=1 << 20,
             )
         except OSError as exc:
             raise StartFailed(f"model {self.model.name}: cannot launch {argv[0]}: {exc.strerror or exc}") from None
@@ -254,7 +261,8 @@ class Supervisor:
         assert self.proc is not None
         path = self.model.health_path or "/health"
         fallback = self.model.health_path is None
-        deadline = time.monotonic() + self.model.start_timeout
+        started = time.monotonic()
+        deadline = started + self.model.start_timeout
         delay = HEALTH_POLL_FIRST
         url = f"http://127.0.0.1:{self.model.port}"
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False) as client:
@@ -273,7 +281,8 @@ class Supervisor:
                         path, fallback = "/v1/models", False
                         continue
                 await asyncio.sleep(delay)
-                delay = min(delay * 1.6, HEALTH_POLL_MAX)
+                fast = time.monotonic() - started < HEALTH_FAST_PHASE
+                delay = min(delay * 1.5, HEALTH_POLL_FAST_MAX if fast else HEALTH_POLL_MAX)
 
     async def _fail_start(self, message: str) -> None:
         self.last_error = message

@@ -236,3 +236,12 @@ def json_doc(mgr: ManagerProcess) -> dict:
     import json
 
     return json.loads(mgr.config_path.read_text())
+
+
+def test_missing_launch_program_is_a_clear_503(make_mgr):
+    mgr = make_mgr({"ghost": {"mode": "Chat", "port": free_port(), "command": ["/nonexistent/llama-server", "-m", "x"],
+                              "default": {"required_devices": [], "memory_mb": {}}}})
+    r = chat(mgr, "ghost")
+    assert r.status_code == 503
+    msg = r.json()["error"]["message"]
+    assert "/nonexistent/llama-server" in msg and ("No such file" in msg or "not found" in msg)
