@@ -38,7 +38,7 @@ class _Conn(asyncio.Protocol):
     """One upstream connection: bytes in a buffer, one waiter woken when more arrive or it closes."""
 
     __slots__ = ("pool", "key", "transport", "buf", "waiter", "closed", "paused", "idle_since", "active", "timed_out",
-                 "deadline_timer", "timeout", "last_rx", "received")
+                 "timeout", "waiting_since", "received")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]):
         self.pool = pool
@@ -51,9 +51,8 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.active = False
         self.timed_out = False
-        self.deadline_timer: asyncio.TimerHandle | None = None
-        self.timeout = 0.0
-        self.last_rx = 0.0
+        self.timeout = 0.0  # seconds the upstream may stay silent while we wait for it
+        self.waiting_since = 0.0
         self.received = 0  # bytes of the current answer
 
     # -- asyncio callbacks
@@ -90,41 +89,18 @@ class _Conn(asyncio.Protocol):
     async def more(self) -> None:
         """Wait until more bytes arrive; raises _Broken when the connection has closed."""
         if self.closed:
+            if self.timed_out:
+                raise asyncio.TimeoutError()
             raise _Broken("upstream closed the connection", fresh=self.received == 0)
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
-        fut = asyncio.get_running_loop().create_future()
+        fut = self.pool.loop.create_future()
         self.waiter = fut
-        self.last_rx = time.monotonic()
+        self.waiting_since = time.monotonic()
         await fut
         if self.timed_out:
             raise asyncio.TimeoutError()
-
-    def arm(self, timeout: float) -> None:
-        """Time out when the upstream sends nothing for ``timeout`` seconds while we wait (one timer per exchange)."""
-        self.timeout = timeout
-        self.timed_out = False
-        self.last_rx = time.monotonic()
-        self.deadline_timer = asyncio.get_running_loop().call_later(timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self.deadline_timer = None
-        if not self.active:
-            return
-        quiet = time.monotonic() - self.last_rx
-        if self.waiter is not None and quiet >= self.timeout:
-            self.timed_out = True
-            self._wake()
-            self.close()
-        else:
-            self.deadline_timer = asyncio.get_running_loop().call_later(max(0.01, self.timeout - quiet),
-                                                                        self._check_idle)
-
-    def disarm(self) -> None:
-        if self.deadline_timer is not None:
-            self.deadline_timer.cancel()
-            self.deadline_timer = None
 
     def close(self) -> None:
         self.closed = True
@@ -133,60 +109,98 @@ class _Conn(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive connections per upstream (host, port), most recently used first."""
+    """Keep-alive connections per upstream (host, port), most recently used first.
 
-    def __init__(self, max_idle: int = 256, idle_expiry: float = 30.0, connect_timeout: float = 5.0):
+    Timeouts cost no timer per request: while any connection is in use, one sweep every
+    ``SWEEP`` seconds aborts those whose upstream has been silent longer than their timeout.
+    """
+
+    SWEEP = 0.5
+
+    def __init__(self, max_idle: int = 1024, idle_expiry: float = 30.0, connect_timeout: float = 5.0):
         self.max_idle = max_idle
         self.idle_expiry = idle_expiry
         self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, int], dict[_Conn, None]] = {}  # insertion-ordered: LIFO reuse, O(1) removal
+        self._active: set[_Conn] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _use(self, conn: _Conn, timeout: float) -> None:
+        conn.active = True
+        conn.timeout = timeout
+        conn.timed_out = False
+        conn.received = 0
+        self._active.add(conn)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._active if c.waiter is not None and now - c.waiting_since >= c.timeout]:
+            conn.timed_out = True
+            conn._wake()
+            conn.close()
+        self._sweeper = (self.loop.call_later(self.SWEEP, self._sweep)
+                         if self._active and not self._closed else None)
 
     async def _connect(self, key: tuple[str, int]) -> _Conn:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, key), key[0], key[1]),
                                          self.connect_timeout)
         return conn  # type: ignore[return-value]
 
-    async def acquire(self, key: tuple[str, int]) -> tuple[_Conn, bool]:
+    async def acquire(self, key: tuple[str, int], timeout: float) -> tuple[_Conn, bool]:
         """A connection to ``key`` and whether it was reused from the pool."""
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
-            conn = idle.pop()
-            if conn.closed or now - conn.idle_since > self.idle_expiry:
+            conn = idle.popitem()[0]
+            if conn.closed or conn.buf or now - conn.idle_since > self.idle_expiry:  # buf: it spoke while idle
                 conn.close()
                 continue
-            conn.active = True
+            self._use(conn, timeout)
             return conn, True
         conn = await self._connect(key)
-        conn.active = True
+        self._use(conn, timeout)
         return conn, False
 
     def release(self, conn: _Conn, reusable: bool) -> None:
         conn.active = False
-        conn.disarm()
+        self._active.discard(conn)
         if not reusable or conn.closed or self._closed or conn.buf:
             conn.close()
             return
-        idle = self._idle.setdefault(conn.key, [])
+        idle = self._idle.setdefault(conn.key, {})
         if len(idle) >= self.max_idle:
-            idle.pop(0).close()
+            oldest = next(iter(idle))
+            del idle[oldest]
+            oldest.close()
         conn.idle_since = time.monotonic()
-        idle.append(conn)
+        idle[conn] = None
 
     def _forget(self, conn: _Conn) -> None:
         idle = self._idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
+        if idle:
+            idle.pop(conn, None)
 
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self._idle.values():
-            for conn in idle:
+            for conn in list(idle):
                 conn.close()
         self._idle.clear()
 
@@ -333,10 +347,8 @@ def _parse_head(head: bytes) -> tuple[int, dict[bytes, bytes], bool]:
 async def _exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, timeout: float) -> UpstreamResponse:
     """Send one request and read the answer's head; a reused connection that died idle is retried once."""
     for attempt in (0, 1):
-        conn, reused = await pool.acquire(key)
+        conn, reused = await pool.acquire(key, timeout)
         try:
-            conn.received = 0
-            conn.arm(timeout)
             assert conn.transport is not None
             conn.transport.write(request)
             buf = conn.buf
@@ -374,6 +386,7 @@ class Outcome:
     text_chars: int = 0
     error: str | None = None
     body: bytes | None = None  # a non-streamed answer, for the caller to send in one piece
+    done: bool = False  # the client was sent the stream's [DONE]: the answer is complete
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -433,8 +446,8 @@ def usage_from_body(data: bytes, out: Outcome) -> None:
         out.text_chars = len(data)
 
 
-def _filter_event(event: bytes, out: Outcome, hide_usage: bool) -> bytes | None:
-    """Sniff usage from one SSE event; drop or trim it when the client did not ask for usage."""
+def _filter_event(event: bytes, out: Outcome, hide_usage: bool, sep: bytes = b"\n\n") -> bytes | None:
+    """Sniff usage from one SSE event (``event`` ends with ``sep``); drop or trim it when the client did not ask."""
     if USAGE_MARK not in event:
         return event
     payload = event.strip()
@@ -449,13 +462,14 @@ def _filter_event(event: bytes, out: Outcome, hide_usage: bool) -> bytes | None:
     if not obj.get("choices"):
         return None  # the usage-only chunk the client did not ask for
     obj.pop("usage", None)
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + sep
 
 
 async def relay_stream(resp: UpstreamResponse, write: Callable[[bytes], Awaitable[None]], out: Outcome,
                        hide_usage: bool) -> None:
     """Relay complete SSE events as they arrive (never batched behind a timer)."""
     buf = b""
+    complete = b""
     while True:
         chunk = await resp.read_some()
         if not chunk:
@@ -475,18 +489,25 @@ async def relay_stream(resp: UpstreamResponse, write: Callable[[bytes], Awaitabl
                 end += 2
             complete, buf = buf[: end + 2], buf[end + 2 :]
         out.stream_events += complete.count(b"data:")
-        if USAGE_MARK in complete:
-            parts = [_filter_event(e + b"\n\n", out, hide_usage) for e in complete.split(b"\n\n")[:-1]]
+        if USAGE_MARK in complete:  # rare: the one event with usage in it is parsed
+            sep = b"\r\n\r\n" if b"\r\n\r\n" in complete else b"\n\n"
+            parts = [_filter_event(e + sep, out, hide_usage, sep) for e in complete.split(sep)[:-1]]
             complete = b"".join(p for p in parts if p)
             if not complete:
                 continue
         if out.first_byte is None:
             out.first_byte = time.monotonic()
         await write(complete)
+        if complete.rstrip().endswith(b"[DONE]"):
+            out.done = True  # clients (the openai SDK) may hang up now, before the upstream's body ends
     if buf.strip():
         if out.first_byte is None:
             out.first_byte = time.monotonic()
+        out.stream_events += buf.count(b"data:")
         await write(buf)
+        complete = buf
+    if complete.rstrip().endswith(b"[DONE]"):
+        out.stream_events -= 1  # the terminator is no content event
 
 
 _targets: dict[str, tuple[tuple[str, int], bytes, bytes]] = {}
@@ -508,13 +529,13 @@ def _target(url: str) -> tuple[tuple[str, int], bytes, bytes]:
 
 async def forward(pool: UpstreamPool, url: str, content: bytes, stream: bool, timeout: float,
                   on_headers: Callable[[int, str], None], write: Callable[[bytes], Awaitable[None]],
-                  hide_usage: bool) -> Outcome:
+                  hide_usage: bool, out: Outcome | None = None) -> Outcome:
     """POST ``content`` to ``url``; errors become 502/504.
 
     A streamed (SSE) answer is relayed through ``write`` as it arrives; any other answer is read whole
     and left in ``Outcome.body`` for the caller to send in one piece (one write, with Content-Length).
     """
-    out = Outcome()
+    out = out if out is not None else Outcome()
     key, path, host = _target(url)
     request = b"".join((b"POST ", path, b" HTTP/1.1\r\nHost: ", host,
                         b"\r\nContent-Type: application/json\r\nAccept: */*\r\nContent-Length: ",

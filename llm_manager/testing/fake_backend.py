@@ -239,8 +239,11 @@ class RerankHandler(InferenceHandler):
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """One flushed stdout line per request: the supervisor reads backend logs line by line."""
+    """One flushed stdout line per request: the supervisor reads backend logs line by line.
+    Health probes are not logged (llama-server skips them too): a manager polls them every few ms."""
     if not handler.application.settings["backend_state"].options.log_requests:
+        return
+    if handler.request.path in ("/health", "/v1/health") and handler.get_status() in (200, 503):
         return
     tokens = getattr(handler, "tokens", None)
     req = handler.request

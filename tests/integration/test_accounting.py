@@ -189,3 +189,68 @@ def test_keys_cli_and_python_client(mgr):
 def test_dashboard_asks_for_the_admin_key(mgr):
     r = httpx.get(mgr.url + "/dashboard", follow_redirects=False)
     assert r.status_code in (302, 401) and "login" in r.headers.get("location", "login")
+
+
+NO_USAGE_SERVER = '''
+import http.server, json, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def _send(self, data, ctype):
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self._send(b'{"status": "ok"}', "application/json")
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body.get("stream"):
+            events = [{"choices": [{"index": 0, "delta": {"content": w + " "}}]} for w in "one two three".split()]
+            data = "".join("data: " + json.dumps(e) + "\\n\\n" for e in events) + "data: [DONE]\\n\\n"
+            self._send(data.encode(), "text/event-stream")
+        else:
+            answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "twelve chars"}}]}
+            self._send(json.dumps(answer).encode(), "application/json")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def test_usage_is_estimated_when_the_upstream_reports_none(tmp_path):
+    import sys
+
+    from helpers import free_port
+
+    (tmp_path / "server.py").write_text(NO_USAGE_SERVER)
+    model = {"mode": "Chat", "port": free_port(), "command": [sys.executable, str(tmp_path / "server.py")],
+             "default": {"required_devices": [], "memory_mb": {}}}
+    (tmp_path / "run").mkdir()
+    m = ManagerProcess(tmp_path / "run", config_doc({"plain": model}))
+    try:
+        body = {"model": "plain", "messages": [{"role": "user", "content": "a fairly long prompt " * 10}]}
+        assert m.http.post("/v1/chat/completions", json=body).status_code == 200
+        with m.http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+            assert sum(line.startswith("data:") for line in r.iter_lines()) == 4
+        plain, streamed = m.http.get("/api/usage/recent", params={"limit": 2}).json()["requests"]
+        assert plain["estimated"] and streamed["estimated"]
+        assert plain["prompt_tokens"] > 20 and plain["completion_tokens"] > 0
+        assert streamed["completion_tokens"] == 3  # one per streamed content event, [DONE] not counted
+    finally:
+        m.stop()
+
+
+def test_stream_the_client_closes_right_after_done_is_counted_as_served(tmp_path):
+    """The openai SDK hangs up at [DONE]; the upstream's body ends 0.2 s later: still a 200 with its tokens."""
+    m = ManagerProcess(tmp_path, config_doc({"chat": fake_model("Chat", args=["--done-delay", "0.2"])}))
+    try:
+        client = openai.OpenAI(base_url=m.url + "/v1", api_key="none", max_retries=0)
+        for _ in range(3):
+            list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
+                                                max_tokens=4, stream=True))
+        time.sleep(0.5)
+        rows = m.http.get("/api/usage/recent", params={"limit": 3}).json()["requests"]
+        assert [(r["status"], r["completion_tokens"], r["estimated"]) for r in rows] == [(200, 4, False)] * 3
+    finally:
+        m.stop()
