@@ -10,7 +10,8 @@ from helpers import ManagerProcess, config_doc, fake_model
 
 @pytest.fixture(scope="module")
 def mgr(tmp_path_factory):
-    m = ManagerProcess(tmp_path_factory.mktemp("bad"), config_doc({"chat": fake_model("Chat")}, max_body_mb=0.01))
+    m = ManagerProcess(tmp_path_factory.mktemp("bad"), config_doc({"chat": fake_model("Chat")}, max_body_mb=0.01,
+                                                                        cors_origins=["http://app.example"]))
     yield m
     m.stop()
 
@@ -68,3 +69,15 @@ def test_garbage_on_the_socket_does_not_kill_the_server(mgr):
     r = post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "still alive?"}]})
     assert r.status_code == 200
     assert mgr.proc.poll() is None
+
+
+def test_cors_only_for_configured_origins(mgr):
+    pre = mgr.http.options("/v1/chat/completions", headers={"Origin": "http://app.example",
+                                                            "Access-Control-Request-Method": "POST"})
+    assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    r = post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+             headers={"Origin": "http://app.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    r = post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+             headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
