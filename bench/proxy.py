@@ -200,33 +200,18 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the systems under test
 
 
-TWEAKS = {
+TWEAKS = {  # (the third one measured this way, gc.freeze after start-up, is in cli.py since)
     "quiet-access": "tornado.access logger at WARNING: no INFO line per request (errors still logged)",
-    "gc": "after server.start(): gc.collect(); gc.freeze(); gc.set_threshold(10_000, 20, 20)",
     "uvloop": "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before asyncio.run",
 }
 TWEAK_BOOT = """
-import asyncio, gc, logging, os, sys
+import asyncio, logging, os, sys
 tweaks = set(os.environ.get("BENCH_TWEAKS", "").split(","))
 if "quiet-access" in tweaks:
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
 if "uvloop" in tweaks:
     import uvloop
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-if "gc" in tweaks:
-    import llm_manager.api.app as app
-    build = app.build_server
-    def build_server(*a, **k):
-        server = build(*a, **k)
-        start = server.start
-        def start_then_freeze():
-            start()
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(10_000, 20, 20)
-        server.start = start_then_freeze
-        return server
-    app.build_server = build_server
 from llm_manager.cli import main
 sys.exit(main(sys.argv[1:]))
 """

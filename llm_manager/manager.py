@@ -25,10 +25,10 @@ from .events import EventBus
 from .logs import ModelLog
 from .placement import Holding, Plan, plan
 from .plugins import load_plugins
-from .proxy import make_client
 from .reaper import Reaper
 from .router import Router
 from .supervisor import State, Supervisor
+from .upstream import make_client
 from .usage.live import LiveUsage
 from .usage.record import UsageRecord
 
