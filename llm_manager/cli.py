@@ -90,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return fail_config(exc)
     logging.basicConfig(level=getattr(logging, config.program.log_level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not config.program.access_log:  # usage rows still record every request; errors still log
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
     if path == DEMO_CONFIG:
         print(f"no --config and no ./config.json: serving the bundled demo config ({path})", flush=True)
     for w in config.warnings:

@@ -27,7 +27,7 @@ PROGRAM_KEYS = {
     "host", "port", "alive_time", "Disable_GPU_monitoring", "device_plugin_dir", "interface_plugin_dir",
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
-    "log_dir", "flush_interval", "currency",
+    "log_dir", "flush_interval", "currency", "access_log",
 }
 
 
@@ -99,6 +99,7 @@ class ProgramConfig:
     budgets: tuple[Any, ...] = ()
     rate_limits: Mapping[str, Any] = field(default_factory=dict)
     currency: str = "USD"
+    access_log: bool = True  # one log line per request (tornado.access); off saves ~13 % CPU per request
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
             kw[key] = tuple(raw[key])
     if "rate_limits" in raw:
         kw["rate_limits"] = _dict(raw["rate_limits"], f"{p}.rate_limits")
+    if "access_log" in raw:
+        kw["access_log"] = _bool(raw["access_log"], f"{p}.access_log")
     if "currency" in raw:
         kw["currency"] = _str(raw["currency"], f"{p}.currency")
     return ProgramConfig(**kw)
