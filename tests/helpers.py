@@ -17,6 +17,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def chromium_path() -> str | None:
+    """Debian's chromium (or $LLM_MANAGER_CHROMIUM) for the browser tests; None when there is none."""
+    import shutil
+
+    for candidate in (os.environ.get("LLM_MANAGER_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ManagerProcess, free_port
+from helpers import ManagerProcess, chromium_path, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +29,6 @@ OUTPUT = Path(__file__).resolve().parent / "output"
 VIEWPORT = {"width": 1440, "height": 900}
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("LLM_MANAGER_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]
 
 @pytest.fixture(scope="module")
 def page(server: ManagerProcess) -> Iterator[object]:
-    executable = _chromium()
+    executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium found (set LLM_MANAGER_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -9,9 +9,7 @@ httpx and waits for the live throughput counter to move. Screenshots at desktop 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import chromium_path, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -31,17 +30,8 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("LLM_MANAGER_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not DIST_INDEX.is_file():
         pytest.skip(f"WebUI not built ({DIST_INDEX} missing): run `cd webui && npm ci && npm run build`")
     tmp = tmp_path_factory.mktemp("webui-e2e")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp / "manager.log"
     log = log_path.open("w")
@@ -93,7 +83,7 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    executable = _chromium()
+    executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium) or $LLM_MANAGER_CHROMIUM")
     with sync_api.sync_playwright() as pw:
