@@ -1,4 +1,4 @@
-"""Forward one request upstream (``upstream.py``'s pooled connections), relaying SSE event by event.
+"""Forward one request upstream through httpx (``upstream.py``'s transport), relaying SSE event by event.
 
 The hot path. Bodies pass through untouched unless a stream needs ``include_usage`` added (a byte splice, no
 re-serialising); per streamed chunk the only work is finding event boundaries and, in the rare event
@@ -7,15 +7,15 @@ that mentions ``"usage"``, parsing that one event.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from .errors import UpstreamError, UpstreamTimeout
-from .upstream import Broken, UpstreamPool, UpstreamResponse, exchange, parse_target
 
 USAGE_MARK = b'"usage"'
 DONE_EVENT = b"data: [DONE]"
@@ -110,15 +110,12 @@ def _filter_event(event: bytes, out: Outcome, hide_usage: bool, sep: bytes = b"\
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + sep
 
 
-async def relay_stream(resp: UpstreamResponse, write: Callable[[bytes], Awaitable[None]], out: Outcome,
+async def relay_stream(pieces: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]], out: Outcome,
                        hide_usage: bool) -> None:
     """Relay complete SSE events as they arrive (never batched behind a timer)."""
     buf = b""
     complete = b""
-    while True:
-        chunk = await resp.read_some()
-        if not chunk:
-            break
+    async for chunk in pieces:
         if buf:
             buf += chunk
         else:
@@ -155,43 +152,57 @@ async def relay_stream(resp: UpstreamResponse, write: Callable[[bytes], Awaitabl
         out.stream_events -= 1  # the terminator is no content event
 
 
-async def forward(pool: UpstreamPool, url: str, content: bytes, stream: bool, timeout: float,
+_HEADERS = {"Content-Type": "application/json", "Accept": "*/*"}
+_urls: dict[str, httpx.URL] = {}
+
+
+def _url(url: str) -> httpx.URL:
+    """httpx.URL of ``url``, parsed once (a handful of upstream URLs repeat forever)."""
+    parsed = _urls.get(url)
+    if parsed is None:
+        parsed = httpx.URL(url)
+        if len(_urls) < 4096:
+            _urls[url] = parsed
+    return parsed
+
+
+async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: bool, timeout: float,
                   on_headers: Callable[[int, str], None], write: Callable[[bytes], Awaitable[None]],
                   hide_usage: bool, out: Outcome | None = None) -> Outcome:
     """POST ``content`` to ``url``; errors become 502/504.
 
     A streamed (SSE) answer is relayed through ``write`` as it arrives; any other answer is read whole
     and left in ``Outcome.body`` for the caller to send in one piece (one write, with Content-Length).
+    ``timeout`` bounds how long the upstream may stay silent, not the whole answer.
     """
     out = out if out is not None else Outcome()
-    key, path, host = parse_target(url)
-    request = b"".join((b"POST ", path, b" HTTP/1.1\r\nHost: ", host,
-                        b"\r\nContent-Type: application/json\r\nAccept: */*\r\nContent-Length: ",
-                        str(len(content)).encode(), b"\r\n\r\n", content))
+    request = httpx.Request("POST", _url(url), content=content, headers=_HEADERS,
+                            extensions={"timeout": {"connect": 5.0, "read": timeout, "write": timeout,
+                                                    "pool": timeout}})
     try:
-        resp = await exchange(pool, key, request, timeout)
-    except asyncio.TimeoutError as exc:
+        resp = await client.send(request, stream=True)
+    except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"upstream {url} did not answer within {timeout:g} s") from exc
-    except (OSError, Broken, ValueError) as exc:
+    except httpx.HTTPError as exc:
         raise UpstreamError(f"upstream {url} failed: {type(exc).__name__}: {exc}") from exc
     try:
-        out.status = resp.status
-        ctype = resp.content_type
-        on_headers(resp.status, ctype)
-        if stream and resp.status == 200 and "text/event-stream" in ctype:
-            await relay_stream(resp, write, out, hide_usage)
+        out.status = resp.status_code
+        ctype = resp.headers.get("content-type", "application/json")
+        on_headers(resp.status_code, ctype)
+        if stream and resp.status_code == 200 and "text/event-stream" in ctype:
+            await relay_stream(resp.aiter_raw(), write, out, hide_usage)
         else:
-            data = await resp.read()
+            data = await resp.aread()
             out.first_byte = time.monotonic()
-            if resp.status == 200:
+            if resp.status_code == 200:
                 usage_from_body(data, out)
             else:
                 out.error = data[:500].decode("utf-8", errors="replace")
             out.body = data
-    except asyncio.TimeoutError as exc:
+    except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"upstream {url} stopped sending for {timeout:g} s") from exc
-    except (OSError, Broken, ValueError) as exc:
+    except httpx.HTTPError as exc:
         raise UpstreamError(f"upstream {url} broke off: {type(exc).__name__}: {exc}") from exc
     finally:
-        resp.close()
+        await resp.aclose()
     return out

@@ -1,27 +1,36 @@
-"""A small pooled HTTP/1.1 client for upstream model servers, on ``asyncio.Protocol``.
+"""httpx to upstreams, through a pooled HTTP/1.1 transport on ``asyncio.Protocol``.
 
-Upstreams are model servers on loopback (or a LAN), so this purpose-built client replaces httpx on the
-hot path: measured in ``bench/RESULTS.md``, httpx's pool bookkeeping cost more CPU per request than all
-the rest of the gateway together, and collapsed at 64 concurrent requests. It speaks what model servers
-answer with: ``Content-Length``, chunked and read-to-close bodies, keep-alive, back-pressure.
+The gateway talks to model servers with ``httpx.AsyncClient``; what it swaps is httpx's default transport
+(httpcore), through httpx's own extension point (``AsyncClient(transport=...)``). Measured in
+``bench/RESULTS.md``: httpcore's pool walks every pooled connection on each request, which cost more CPU
+than the rest of the gateway together and collapsed at 64 concurrent requests. ``PooledTransport`` keeps
+keep-alive connections per upstream in O(1) and speaks what model servers answer with: ``Content-Length``,
+chunked and read-to-close bodies, back-pressure. Its failures are httpx's exceptions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator
+
+import httpx
 
 HIGH_WATER = 1 << 20  # stop reading an upstream that is this far ahead of its client
 MAX_HEAD = 1 << 16
 
 
 class Broken(Exception):
-    """The upstream connection closed or misbehaved; ``fresh`` says no byte of the answer had arrived."""
+    """The upstream connection closed (``fresh``: before any byte of the answer) or broke the protocol."""
 
-    def __init__(self, message: str, fresh: bool = False):
+    def __init__(self, message: str, fresh: bool = False, malformed: bool = False):
         super().__init__(message)
         self.fresh = fresh
+        self.malformed = malformed
+
+
+class ConnectTimeout(OSError):
+    """Opening a connection to the upstream took longer than the connect timeout."""
 
 
 class _Conn(asyncio.Protocol):
@@ -80,7 +89,7 @@ class _Conn(asyncio.Protocol):
         """Wait until more bytes arrive; raises Broken when the connection has closed."""
         if self.closed:
             if self.timed_out:
-                raise asyncio.TimeoutError()
+                raise asyncio.TimeoutError("the upstream stayed silent longer than the read timeout")
             raise Broken("upstream closed the connection", fresh=self.received == 0)
         if self.paused and self.transport is not None:
             self.paused = False
@@ -90,7 +99,7 @@ class _Conn(asyncio.Protocol):
         self.waiting_since = time.monotonic()
         await fut
         if self.timed_out:
-            raise asyncio.TimeoutError()
+            raise asyncio.TimeoutError("the upstream stayed silent longer than the read timeout")
 
     def close(self) -> None:
         self.closed = True
@@ -107,10 +116,9 @@ class UpstreamPool:
 
     SWEEP = 0.5
 
-    def __init__(self, max_idle: int = 1024, idle_expiry: float = 30.0, connect_timeout: float = 5.0):
+    def __init__(self, max_idle: int = 1024, idle_expiry: float = 30.0):
         self.max_idle = max_idle
         self.idle_expiry = idle_expiry
-        self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, int], dict[_Conn, None]] = {}  # insertion-ordered: LIFO reuse, O(1) removal
         self._active: set[_Conn] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -141,13 +149,16 @@ class UpstreamPool:
         self._sweeper = (self.loop.call_later(self.SWEEP, self._sweep)
                          if self._active and not self._closed else None)
 
-    async def _connect(self, key: tuple[str, int]) -> _Conn:
+    async def _connect(self, key: tuple[str, int], connect_timeout: float) -> _Conn:
         self._loop = loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, key), key[0], key[1]),
-                                         self.connect_timeout)
+        try:
+            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, key), key[0], key[1]),
+                                             connect_timeout)
+        except asyncio.TimeoutError:
+            raise ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {connect_timeout:g} s") from None
         return conn  # type: ignore[return-value]
 
-    async def acquire(self, key: tuple[str, int], timeout: float) -> tuple[_Conn, bool]:
+    async def acquire(self, key: tuple[str, int], timeout: float, connect_timeout: float) -> tuple[_Conn, bool]:
         """A connection to ``key`` and whether it was reused from the pool."""
         idle = self._idle.get(key)
         now = time.monotonic()
@@ -158,7 +169,7 @@ class UpstreamPool:
                 continue
             self._use(conn, timeout)
             return conn, True
-        conn = await self._connect(key)
+        conn = await self._connect(key, connect_timeout)
         self._use(conn, timeout)
         return conn, False
 
@@ -195,19 +206,13 @@ class UpstreamPool:
         self._idle.clear()
 
 
-def make_client() -> UpstreamPool:
-    """One pool for every upstream (keep-alive; loopback upstreams, so no proxy settings apply)."""
-    return UpstreamPool()
-
-
-class UpstreamResponse:
-    """Status, headers and the body of one upstream answer, read as it arrives."""
+class _Answer:
+    """The framing of one upstream answer: its body read as it arrives, then the connection given back."""
 
     def __init__(self, pool: UpstreamPool, conn: _Conn, status: int, headers: dict[bytes, bytes], keep_alive: bool):
         self.pool = pool
         self.conn: _Conn | None = conn
         self.status = status
-        self.headers = headers
         te = headers.get(b"transfer-encoding", b"").lower()
         self.chunked = b"chunked" in te
         cl = headers.get(b"content-length")
@@ -216,10 +221,6 @@ class UpstreamResponse:
         self.keep_alive = keep_alive and not self.until_close
         self.chunk_left = 0  # bytes left in the current chunk (chunked coding)
         self.done = self.remaining == 0 or status in (204, 304)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get(b"content-type", b"application/json").decode("latin-1")
 
     async def read_some(self) -> bytes:
         """The next piece of the body as soon as any of it is here; b"" once the body is complete."""
@@ -276,12 +277,12 @@ class UpstreamResponse:
             eol = buf.find(b"\r\n")
             if eol < 0:
                 if len(buf) > 1024:
-                    raise Broken("malformed chunked encoding from upstream")
+                    raise Broken("malformed chunked encoding from upstream", malformed=True)
                 break
             try:
                 size = int(bytes(buf[:eol]).split(b";", 1)[0], 16)
             except ValueError:
-                raise Broken("malformed chunked encoding from upstream") from None
+                raise Broken("malformed chunked encoding from upstream", malformed=True) from None
             if size == 0:  # last chunk: wait for the (empty) trailer section's CRLF
                 end = buf.find(b"\r\n\r\n", eol) if len(buf) > eol + 2 else -1
                 if buf[eol:eol + 4] == b"\r\n\r\n":
@@ -296,22 +297,6 @@ class UpstreamResponse:
             self.chunk_left = size
         return b"".join(out) if len(out) != 1 else out[0]
 
-    async def read(self) -> bytes:
-        conn = self.conn
-        if (conn is not None and not self.chunked and self.remaining > 0 and len(conn.buf) >= self.remaining
-                and not self.done):  # the common case: the whole answer came with its head
-            n = self.remaining
-            data = bytes(conn.buf[:n])
-            del conn.buf[:n]
-            self.remaining, self.done = 0, True
-            return data
-        parts = []
-        while True:
-            piece = await self.read_some()
-            if not piece:
-                return b"".join(parts)
-            parts.append(piece)
-
     def close(self) -> None:
         """Back to the pool when the answer was read whole and the upstream keeps the connection."""
         conn, self.conn = self.conn, None
@@ -319,25 +304,37 @@ class UpstreamResponse:
             self.pool.release(conn, self.keep_alive and self.done)
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[bytes, bytes], bool]:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        raise Broken(f"upstream sent a malformed status line: {lines[0][:80]!r}")
-    status = int(parts[1])
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(b":")
-        headers[k.strip().lower()] = v.strip()
-    conn_hdr = headers.get(b"connection", b"").lower()
-    keep_alive = b"close" not in conn_hdr if parts[0] == b"HTTP/1.1" else b"keep-alive" in conn_hdr
-    return status, headers, keep_alive
+class _Head:
+    """An answer's status line and header section."""
+
+    __slots__ = ("status", "reason", "raw", "headers", "keep_alive")
+
+    def __init__(self, head: bytes):
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise Broken(f"upstream sent a malformed status line: {lines[0][:80]!r}", malformed=True)
+        self.status = int(parts[1])
+        self.reason = parts[2] if len(parts) > 2 else b""
+        self.raw: list[tuple[bytes, bytes]] = []  # as sent, for httpx.Response
+        self.headers: dict[bytes, bytes] = {}  # lower-cased, for the framing
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            k, v = k.strip(), v.strip()
+            self.raw.append((k, v))
+            self.headers[k.lower()] = v
+        conn_hdr = self.headers.get(b"connection", b"").lower()
+        self.keep_alive = b"close" not in conn_hdr if parts[0] == b"HTTP/1.1" else b"keep-alive" in conn_hdr
 
 
-async def exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, timeout: float) -> UpstreamResponse:
-    """Send one request and read the answer's head; a reused connection that died idle is retried once."""
+async def _exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, timeout: float,
+                    connect_timeout: float) -> tuple[_Head, _Answer]:
+    """Send one request and read the answer's head; a reused connection that died idle is retried once.
+
+    Raises OSError (``ConnectTimeout`` included) only while connecting; Broken or TimeoutError after.
+    """
     for attempt in (0, 1):
-        conn, reused = await pool.acquire(key, timeout)
+        conn, reused = await pool.acquire(key, timeout, connect_timeout)
         try:
             assert conn.transport is not None
             conn.transport.write(request)
@@ -345,13 +342,13 @@ async def exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, tim
             while True:
                 end = buf.find(b"\r\n\r\n")
                 if end >= 0:
-                    status, headers, keep_alive = _parse_head(bytes(buf[:end]))
+                    head = _Head(bytes(buf[:end]))
                     del buf[:end + 4]
-                    if 100 <= status < 200:  # interim answer (100 Continue): the real one follows
+                    if 100 <= head.status < 200:  # interim answer (100 Continue): the real one follows
                         continue
-                    return UpstreamResponse(pool, conn, status, headers, keep_alive)
+                    return head, _Answer(pool, conn, head.status, head.headers, head.keep_alive)
                 if len(buf) > MAX_HEAD:
-                    raise Broken("upstream sent an oversized header section")
+                    raise Broken("upstream sent an oversized header section", malformed=True)
                 await conn.more()
         except Broken as exc:
             pool.release(conn, False)
@@ -364,18 +361,75 @@ async def exchange(pool: UpstreamPool, key: tuple[str, int], request: bytes, tim
     raise Broken("unreachable")  # pragma: no cover
 
 
-_target_cache: dict[str, tuple[tuple[str, int], bytes, bytes]] = {}
+def _httpx_error(exc: BaseException, request: httpx.Request) -> Exception:
+    """The httpx exception a caller of ``httpx.AsyncClient`` expects for a failure down here."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectTimeout):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, asyncio.TimeoutError):  # (before OSError: TimeoutError is one since Python 3.11)
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, OSError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, Broken) and exc.malformed:
+        return httpx.RemoteProtocolError(message, request=request)
+    return httpx.ReadError(message, request=request)
 
 
-def parse_target(url: str) -> tuple[tuple[str, int], bytes, bytes]:
-    """(host, port), path and Host header of ``url`` (cached: a handful of upstream URLs repeat forever)."""
-    hit = _target_cache.get(url)
-    if hit is None:
-        u = urlsplit(url)
-        host = u.hostname or "127.0.0.1"
-        port = u.port or (443 if u.scheme == "https" else 80)
-        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        hit = ((host, port), path.encode(), f"{host}:{port}".encode())
-        if len(_target_cache) < 4096:
-            _target_cache[url] = hit
-    return hit
+class _Body(httpx.AsyncByteStream):
+    """An upstream answer's body as httpx reads it: each piece as soon as it arrives."""
+
+    def __init__(self, answer: _Answer, request: httpx.Request):
+        self.answer = answer
+        self.request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read_some = self.answer.read_some
+        try:
+            while piece := await read_some():
+                yield piece
+        except (Broken, OSError, asyncio.TimeoutError) as exc:
+            raise _httpx_error(exc, self.request) from exc
+
+    async def aclose(self) -> None:
+        self.answer.close()  # to the pool when read whole on a kept-alive connection, else closed
+
+
+class PooledTransport(httpx.AsyncBaseTransport):
+    """httpx transport for plain-HTTP upstreams: O(1) keep-alive pool, one retry of a connection that died idle.
+
+    Timeouts come from the request's ``timeout`` extension as httpx sets them: ``connect`` for opening a
+    connection, ``read`` for the longest the upstream may stay silent while an answer is awaited.
+    """
+
+    def __init__(self, max_idle: int = 1024, idle_expiry: float = 30.0):
+        self.pool = UpstreamPool(max_idle=max_idle, idle_expiry=idle_expiry)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol(f"upstreams are plain HTTP, not {url.scheme!r}: {url}", request=request)
+        timeouts = request.extensions.get("timeout") or {}
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        for k, v in request.headers.raw:
+            head += (k, b": ", v, b"\r\n")
+        head += (b"\r\n", body)
+        key = (url.host, url.port or 80)
+        try:
+            answer_head, answer = await _exchange(self.pool, key, b"".join(head), timeouts.get("read") or 3600.0,
+                                                  timeouts.get("connect") or 5.0)
+        except (Broken, OSError, asyncio.TimeoutError) as exc:
+            raise _httpx_error(exc, request) from exc
+        return httpx.Response(answer_head.status, headers=answer_head.raw, stream=_Body(answer, request),
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer_head.reason})
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+def make_client() -> httpx.AsyncClient:
+    """The gateway's httpx client for every upstream (loopback model servers: no proxy settings apply)."""
+    return httpx.AsyncClient(transport=PooledTransport(), trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0))
