@@ -203,6 +203,7 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 TWEAKS = {  # (the third one measured this way, gc.freeze after start-up, is in cli.py since)
     "quiet-access": "tornado.access logger at WARNING: no INFO line per request (errors still logged)",
     "uvloop": "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before asyncio.run",
+    "httpcore": "httpx's default transport (httpcore's pool) to upstreams instead of llm_manager.upstream's",
 }
 TWEAK_BOOT = """
 import asyncio, logging, os, sys
@@ -212,6 +213,12 @@ if "quiet-access" in tweaks:
 if "uvloop" in tweaks:
     import uvloop
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+if "httpcore" in tweaks:
+    import httpx
+    import llm_manager.manager
+    llm_manager.manager.make_client = lambda: httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0),
+                                                               limits=httpx.Limits(max_connections=None,
+                                                                                   max_keepalive_connections=1024))
 from llm_manager.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -220,7 +227,9 @@ sys.exit(main(sys.argv[1:]))
 class Manager:
     """``llm-manager serve`` with three fake-backend models, pinned to its own core."""
 
-    def __init__(self, tmp: Path, tweaks: tuple[str, ...] = (), launcher: list[str] | None = None):
+    def __init__(self, tmp: Path, tweaks: tuple[str, ...] = (), launcher: list[str] | None = None,
+                 root: Path = ROOT):
+        """``root``: the checkout whose ``llm_manager`` runs (another git worktree, to compare commits)."""
         self.tmp = tmp
         self.port = free_port()
         self.ports = {"bench-fast": free_port(), "bench-stream": free_port(), "bench-cold": free_port()}
@@ -244,7 +253,7 @@ class Manager:
         if tweaks:  # the same CLI with the start-up changes proposed for cli.py (see TWEAKS)
             launcher = ["-c", TWEAK_BOOT]
         argv = pin(MANAGER_CORE, [PY, *(launcher_override or launcher), *serve])
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(argv, cwd=root, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_TWEAKS": ",".join(tweaks)})
         try:
             wait_http(self.port, "/api/health", 60, self.proc, poll=0.05)

@@ -11,6 +11,7 @@ chunked and read-to-close bodies, back-pressure. Its failures are httpx's except
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import time
 from collections.abc import AsyncIterator
 
@@ -430,6 +431,15 @@ class PooledTransport(httpx.AsyncBaseTransport):
         await self.pool.aclose()
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """Keeps no cookie: one client serves every user, so an upstream's Set-Cookie must not ride along on
+    other users' requests (and not parsing it spares ~10 µs per request)."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
+
+
 def make_client() -> httpx.AsyncClient:
     """The gateway's httpx client for every upstream (loopback model servers: no proxy settings apply)."""
-    return httpx.AsyncClient(transport=PooledTransport(), trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0))
+    return httpx.AsyncClient(transport=PooledTransport(), trust_env=False, cookies=_NoCookies(),
+                             timeout=httpx.Timeout(600.0, connect=5.0))

@@ -186,3 +186,11 @@ async def test_interim_100_continue_is_skipped_and_https_is_refused() -> None:
     async with httpx.AsyncClient(transport=PooledTransport()) as client:
         with pytest.raises(httpx.UnsupportedProtocol):
             await client.get("https://127.0.0.1:1/")
+
+
+async def test_upstream_cookies_are_not_kept_for_later_requests() -> None:
+    answer = fixed(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=alice; Path=/\r\nContent-Length: 0\r\n\r\n")
+    async with Scripted(answer) as srv, make_client() as client:
+        await post(client, srv.url)
+        await post(client, srv.url)
+    assert all(b"cookie" not in r.lower() for r in srv.requests), "one user's cookie reached another's request"
