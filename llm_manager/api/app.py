@@ -1,7 +1,8 @@
 """Build the one Tornado application: our API handlers plus the Panel dashboard at /dashboard.
 
 Panel's server (Bokeh's Tornado application underneath) takes our handlers as ``extra_patterns``,
-so the proxy, the management API, the WebUI and the dashboard share one port and one IOLoop.
+so the proxy, the management API, the WebUI and the dashboard share one port and one IOLoop. The
+proxy's POSTs are taken in ahead of the application's routing (``intake.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from ..manager import Manager
 from .base import NotFoundHandler
 from .events import EventSocket
+from .intake import install
 from .management import (
     ConfigHandler,
     DeviceHistoryHandler,
@@ -25,7 +27,7 @@ from .management import (
     PlanHandler,
     PluginsHandler,
 )
-from .openai import ModelsHandler, ProxyHandler
+from .openai import ModelsHandler, V1OtherHandler, route_v1
 from .static import WebUIHandler
 
 NAME = r"([^/]+)"
@@ -37,7 +39,7 @@ def api_patterns(manager: Manager) -> list[tuple]:
     routes: list[tuple] = [
         (r"/v1/models/?", ModelsHandler, m),
         (rf"/v1/models/{NAME}", ModelsHandler, m),
-        (r"/(v1/.+)", ProxyHandler, m),
+        (r"/(v1/.+)", V1OtherHandler, m),  # POSTs are taken in before routing (intake.py)
         (r"/api/health", HealthHandler, m),
         (r"/api/info", InfoHandler, m),
         (r"/api/models-info", ModelsInfoHandler, m),
@@ -79,4 +81,5 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
         extra_patterns=api_patterns(manager), websocket_origin="*", verbose=False, **auth,
     )
     server._tornado.settings["cors_origins"] = manager.config.program.cors_origins
+    install(server, route_v1(manager))
     return server

@@ -10,8 +10,20 @@ import tornado.web
 
 from ..errors import BadRequest, LLMManagerError
 from ..manager import Manager
+from .intake import cors_headers
 
 log = logging.getLogger("llm_manager.api")
+
+
+def json_object(raw: bytes | None) -> dict[str, Any]:
+    """A request body that must be one JSON object; 400 naming what is wrong otherwise."""
+    try:
+        body = json.loads(raw or b"")
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -21,13 +33,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.manager = manager
 
     def set_default_headers(self) -> None:
-        origins = self.application.settings.get("cors_origins") or ()
-        origin = self.request.headers.get("Origin")
-        if origin and ("*" in origins or origin in origins):
-            self.set_header("Access-Control-Allow-Origin", "*" if "*" in origins else origin)
-            self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
-            self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-            self.set_header("Vary", "Origin")
+        for k, v in cors_headers(self.application.settings.get("cors_origins"), self.request.headers.get("Origin")).items():
+            self.set_header(k, v)
 
     def options(self, *args: Any) -> None:
         self.set_status(204)
@@ -54,13 +61,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.write_json(exc.body(), exc.status)
 
     def json_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"")
-        except ValueError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
-        return body
+        return json_object(self.request.body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's last resort: still an OpenAI-style body, never a traceback."""

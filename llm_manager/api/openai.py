@@ -1,7 +1,8 @@
 """The OpenAI-compatible surface: /v1/models and every endpoint an interface plugin serves.
 
-A request is parsed and checked here (size, content type, JSON, model, endpoint for the mode),
-then ``Manager.lease`` starts the model if needed and ``proxy.forward`` relays the answer.
+A ``POST /v1/...`` is taken in by ``intake`` (not a Tornado RequestHandler: the hot path) and checked
+here (size, content type, JSON, model, endpoint for the mode); then ``Manager.lease`` starts the model
+if needed and ``proxy.forward`` relays the answer.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import tornado.iostream
-import tornado.web
+from tornado import httputil
 
 from ..errors import BadRequest, LLMManagerError, PayloadTooLarge, UnsupportedMediaType
+from ..manager import Manager
 from ..proxy import Outcome, forward, prepare_stream_body
 from ..usage.record import UsageRecord
-from .base import BaseHandler, log
+from .base import BaseHandler, json_object, log
+from .intake import Exchange
 
 STREAMABLE = {"v1/chat/completions", "v1/completions"}
 
@@ -45,65 +49,52 @@ def _model_obj(model_id: str, created: int, info: dict[str, Any], parent: str | 
             "mode": info["mode"], "state": info["state"], **({"parent": parent} if parent else {})}
 
 
-@tornado.web.stream_request_body
-class ProxyHandler(BaseHandler):
+class V1OtherHandler(BaseHandler):
+    """``/v1/...`` requests that are not POSTs (those go to ``ProxyExchange``): CORS preflights, else 405."""
+
+
+def route_v1(manager: Manager) -> Callable[[httputil.RequestStartLine], Callable[..., Exchange] | None]:
+    """The intake's route: every ``POST /v1/...`` but ``/v1/models`` becomes a ``ProxyExchange``."""
+
+    def make(connection: httputil.HTTPConnection) -> Exchange:
+        return ProxyExchange(manager, connection)
+
+    def route(start_line: httputil.RequestStartLine) -> Callable[..., Exchange] | None:
+        path = start_line.path
+        if start_line.method == "POST" and path.startswith("/v1/") and not path.startswith("/v1/models"):
+            return make
+        return None
+
+    return route
+
+
+class ProxyExchange(Exchange):
     """POST /v1/...: validate, lease the model (cold start, queueing), forward, count."""
 
-    _task: asyncio.Task | None = None
-    _client_left = False
-    _outcome: Outcome | None = None
-
-    def prepare(self) -> None:
+    def __init__(self, manager: Manager, connection: httputil.HTTPConnection):
+        program = manager.config.program
+        super().__init__(connection, program.cors_origins, int(program.max_body_mb * 1024 * 1024))
+        self.manager = manager
         self.t0 = time.monotonic()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self.limit = int(self.manager.config.program.max_body_mb * 1024 * 1024)
-        self._too_large = False
-        self.request.connection.set_max_body_size(max(self.limit * 4, 1 << 30))
-        if self.request.method != "POST":
-            return
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self.limit:
-            raise PayloadTooLarge(f"request body of {int(length)} bytes is over the limit of {self.limit} bytes "
+        self.outcome: Outcome | None = None
+
+    def check_head(self, request: httputil.HTTPServerRequest) -> None:
+        length = request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            raise PayloadTooLarge(f"request body of {int(length)} bytes is over the limit of {self.max_body} bytes "
                                   "(program.max_body_mb)")
-        ctype = self.request.headers.get("Content-Type", "")
+        ctype = request.headers.get("Content-Type", "")
         if ctype and "json" not in ctype.lower():
             raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype}")
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self.limit:
-            self._too_large = True
-            self._chunks = []
-        elif not self._too_large:
-            self._chunks.append(chunk)
-
-    def on_connection_close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._client_left = True
-            self._task.cancel()  # the client left: stop the upstream request too
-
-    async def post(self, endpoint: str) -> None:
-        if self._too_large:
-            raise PayloadTooLarge(f"request body is over the limit of {self.limit} bytes (program.max_body_mb)")
-        # Tornado already runs each request in a task of its own: cancelling that one when the client leaves
-        # spares a second task (and an event-loop turn) per request.
-        self._task = asyncio.current_task()
-        try:
-            await self._handle(endpoint.strip("/"))
-        except asyncio.CancelledError:
-            if not self._client_left:
-                raise
-            uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+: the cancellation is handled
-            if uncancel is not None:
-                uncancel()
-        finally:
-            self._task = None
-
-    async def _handle(self, endpoint: str) -> None:
-        raw = b"".join(self._chunks)
-        self.request.body = raw
-        body = self.json_body()
+    async def handle(self, raw: bytes) -> None:
+        if self.size > self.max_body:
+            raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
+        request = self.request
+        assert request is not None
+        request.body = raw
+        endpoint = self.path.strip("/")
+        body = json_object(raw)
         name = body.get("model")
         if not isinstance(name, str) or not name:
             raise BadRequest("missing required field: model", param="model")
@@ -121,17 +112,17 @@ class ProxyHandler(BaseHandler):
         stream = body.get("stream") is True
         self.manager.check_budget(key, model.name)
         rec = UsageRecord(model=model.name, endpoint=endpoint.removeprefix("v1/"), status=0, alias=name,
-                          key_id=getattr(key, "id", None), client_ip=self.request.remote_ip or "", stream=stream)
+                          key_id=getattr(key, "id", None), client_ip=request.remote_ip or "", stream=stream)
         try:
             await self._proxy(model, endpoint, body, raw, stream, rec)
         except LLMManagerError as exc:
             rec.status, rec.error = exc.status, exc.message
-            if self._headers_written:  # mid-stream: tell the client in-band, then end
+            if self.headers_written:  # mid-stream: tell the client in-band, then end
                 self._end_stream_with_error(exc)
             else:
                 raise
         except asyncio.CancelledError:
-            out = self._outcome
+            out = self.outcome
             if out is not None and out.done:  # the client had the whole answer and hung up: a success
                 self._account(rec, out, raw, stream, model)
             else:
@@ -151,29 +142,31 @@ class ProxyHandler(BaseHandler):
         async with self.manager.lease(model.name) as (sup, timings):
             rec.start_ms, rec.queue_ms = timings["start_ms"], timings["queue_ms"]
             url = f"http://127.0.0.1:{sup.model.port}/{endpoint}"
+            status_ctype: list[Any] = []
 
             def on_headers(status: int, ctype: str) -> None:
-                self.set_status(status)
-                self.set_header("Content-Type", ctype)
-                if "text/event-stream" in ctype:
-                    self.set_header("Cache-Control", "no-cache")
-                    self.set_header("X-Accel-Buffering", "no")
+                status_ctype[:] = [status, ctype]
 
             async def write(data: bytes) -> None:
-                self.write(data)
                 try:
-                    await self.flush()
+                    if self.headers_written:
+                        await self.write(data)
+                    else:  # a stream: its head goes out with its first event, in one packet
+                        await self.start(status_ctype[0], {"Content-Type": status_ctype[1],
+                                                           "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                         data, streaming=True)
                 except tornado.iostream.StreamClosedError:
                     raise asyncio.CancelledError() from None
 
-            out = self._outcome = Outcome()
+            out = self.outcome = Outcome()
             await forward(self.manager.http, url, content, stream, model.request_timeout, on_headers, write,
                           hide_usage, out)
             if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
-                self.finish(out.body)
+                self.send_whole(status_ctype[0], status_ctype[1], out.body)
+            elif not self.headers_written:  # a stream that sent no event at all
+                self.start(status_ctype[0], {"Content-Type": status_ctype[1], "Cache-Control": "no-cache"})
         self._account(rec, out, raw, stream, model)
-        if not self._finished:
-            self.finish()
+        self.end()
 
     def _account(self, rec: UsageRecord, out: Outcome, raw: bytes, stream: bool, model: Any) -> None:
         """Fill the usage record from what the relay saw; estimate tokens when the upstream gave none."""
@@ -189,8 +182,7 @@ class ProxyHandler(BaseHandler):
             rec.completion_tokens = out.stream_events if stream else max(0, out.text_chars // 4)
 
     def _end_stream_with_error(self, exc: LLMManagerError) -> None:
-        log.warning("stream to %s broke off: %s", self.request.remote_ip, exc.message)
-        if not self._finished:
-            with_error = json.dumps(exc.body())
-            self.write(f"data: {with_error}\n\n".encode())
-            self.finish()
+        log.warning("stream to %s broke off: %s", self.request.remote_ip if self.request else "?", exc.message)
+        if not self.finished:
+            self.write(f"data: {json.dumps(exc.body())}\n\n".encode())
+            self.end()
