@@ -11,7 +11,6 @@ chunked and read-to-close bodies, back-pressure. Its failures are httpx's except
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import time
 from collections.abc import AsyncIterator
 
@@ -431,15 +430,29 @@ class PooledTransport(httpx.AsyncBaseTransport):
         await self.pool.aclose()
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """Keeps no cookie: one client serves every user, so an upstream's Set-Cookie must not ride along on
-    other users' requests (and not parsing it spares ~10 µs per request)."""
+class _NoCookies(httpx.Cookies):
+    """A cookie store that keeps nothing."""
 
-    def extract_cookies(self, response: object, request: object) -> None:
+    def extract_cookies(self, response: httpx.Response) -> None:
         return None
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """httpx's AsyncClient, less its cookie store: one client serves every user, so an upstream's
+    ``Set-Cookie`` must not ride along on other users' requests (and not parsing it spares ~15 µs a request)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        raise AttributeError("the upstream client keeps no cookies")
+
+
+_NO_COOKIES = _NoCookies()
 
 
 def make_client() -> httpx.AsyncClient:
     """The gateway's httpx client for every upstream (loopback model servers: no proxy settings apply)."""
-    return httpx.AsyncClient(transport=PooledTransport(), trust_env=False, cookies=_NoCookies(),
-                             timeout=httpx.Timeout(600.0, connect=5.0))
+    return UpstreamClient(transport=PooledTransport(), trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0))
