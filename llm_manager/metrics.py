@@ -55,17 +55,31 @@ class Metrics:
                               buckets=LATENCY_BUCKETS, registry=r)
         self.registry.register(ManagerCollector(manager))
 
+        self._per_model: dict[str, tuple[Any, ...]] = {}  # labelled children, looked up once per model
+        self._requests: dict[tuple[str, str, int], Any] = {}
+
     def observe(self, rec: UsageRecord) -> None:
-        self.requests.labels(rec.model, rec.endpoint, str(rec.status)).inc()
+        """Count one finished request (on the hot path: the labelled series are cached)."""
+        model = self._per_model.get(rec.model)
+        if model is None:
+            model = self._per_model[rec.model] = (
+                self.tokens.labels(rec.model, "prompt"), self.tokens.labels(rec.model, "completion"),
+                self.cost.labels(rec.model), self.latency.labels(rec.model), self.ttft.labels(rec.model))
+        prompt, completion, cost, latency, ttft = model
+        key = (rec.model, rec.endpoint, rec.status)
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self.requests.labels(rec.model, rec.endpoint, str(rec.status))
+        requests.inc()
         if rec.prompt_tokens:
-            self.tokens.labels(rec.model, "prompt").inc(rec.prompt_tokens)
+            prompt.inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            self.tokens.labels(rec.model, "completion").inc(rec.completion_tokens)
+            completion.inc(rec.completion_tokens)
         if rec.cost:
-            self.cost.labels(rec.model).inc(rec.cost)
-        self.latency.labels(rec.model).observe(rec.total_ms / 1000)
+            cost.inc(rec.cost)
+        latency.observe(rec.total_ms / 1000)
         if rec.ttft_ms is not None:
-            self.ttft.labels(rec.model).observe(rec.ttft_ms / 1000)
+            ttft.observe(rec.ttft_ms / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

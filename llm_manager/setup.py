@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .manager import Manager
 from .metrics import Metrics
 from .security import Security, parse_budgets, parse_config_keys
-from .usage.pricing import Pricing, parse_pricing, period_start
+from .usage.pricing import Pricing, next_period_start, parse_pricing, period_start
 from .usage.record import UsageRecord
 from .usage.store import EVENT_KINDS, UsageStore
 
@@ -41,6 +41,7 @@ class Pricer:
         self.prices: dict[str, Pricing | None] = {
             m.name: parse_pricing(m.pricing, f"models.{m.name}.pricing") for m in config.models.values()}
         self.period = period_start(time.time())
+        self.period_end = next_period_start(self.period)
         self.period_tokens: dict[str, int] = {}
 
     def load_totals(self, store: UsageStore) -> None:
@@ -53,9 +54,9 @@ class Pricer:
         return self.prices[model]
 
     def __call__(self, rec: UsageRecord) -> float:
-        start = period_start(rec.ts)
-        if start != self.period:
-            self.period, self.period_tokens = start, {}
+        if not self.period <= rec.ts < self.period_end:  # a new month (or a clock set back)
+            self.period = period_start(rec.ts)
+            self.period_end, self.period_tokens = next_period_start(self.period), {}
         before = self.period_tokens.get(rec.model, 0)
         self.period_tokens[rec.model] = before + rec.total_tokens
         pricing = self.prices.get(rec.model)

@@ -169,6 +169,12 @@ def period_start(ts: float) -> float:
     return float(month.astype("datetime64[s]").astype(np.int64))
 
 
+def next_period_start(start: float) -> float:
+    """Epoch second at which the billing period after the one beginning at ``start`` begins."""
+    month = np.datetime64(int(start), "s").astype("datetime64[M]") + 1
+    return float(month.astype("datetime64[s]").astype(np.int64))
+
+
 def _month_index(ts: np.ndarray) -> np.ndarray:
     """Months since 1970-01 (UTC) for each epoch second; a search among the few month starts the frame spans
     (several times faster than converting every value to datetime64[M])."""

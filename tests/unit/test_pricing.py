@@ -13,6 +13,7 @@ from llm_manager.usage.pricing import (
     Pricing,
     PromptTier,
     VolumeTier,
+    next_period_start,
     parse_pricing,
     period_start,
     period_tokens_before,
@@ -114,6 +115,30 @@ def test_period_start_is_utc_month() -> None:
     assert period_start(JAN) == JAN
     assert period_start(FEB - 0.5) == JAN
     assert period_start(FEB + 86400 * 3.7) == FEB
+    assert next_period_start(JAN) == FEB
+    assert next_period_start(datetime(2024, 12, 1, tzinfo=timezone.utc).timestamp()) == JAN
+
+
+def test_live_pricer_volume_resets_at_the_month_boundary() -> None:
+    from llm_manager.config import parse_config
+    from llm_manager.setup import Pricer
+    from llm_manager.usage.record import UsageRecord
+
+    block = {"input": 1.0, "output": 2.0, "per": 1000, "volume_tiers": [{"above_tokens": 1000, "input": 0.5,
+                                                                           "output": 1.0}]}
+    config = parse_config({"program": {}, "m": {"aliases": [], "mode": "Chat", "port": 9, "pricing": block,
+                                                 "cpu": {"required_devices": [], "command": ["true"]}}})
+    pricer = Pricer(config)
+    pricer.period, pricer.period_end = JAN, FEB
+
+    def cost(ts: float) -> float:
+        return pricer(UsageRecord(model="m", endpoint="chat/completions", status=200, ts=ts, prompt_tokens=600,
+                                  completion_tokens=400))
+
+    assert cost(JAN + 10) == pytest.approx(1.4)  # 1,000 tokens at the base price
+    assert cost(JAN + 20) == pytest.approx(0.7)  # the month had 1,000 tokens already: the volume tier
+    assert cost(FEB + 5) == pytest.approx(1.4)  # a new month starts from nothing
+    assert (pricer.period, pricer.period_end) == (FEB, next_period_start(FEB))
 
 
 # ---------------------------------------------------------------- reprice
