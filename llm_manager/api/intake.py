@@ -20,7 +20,7 @@ from typing import Any
 from tornado import httputil
 from tornado.log import access_log
 
-from ..errors import LLMManagerError
+from ..errors import LLMManagerError, Unavailable
 
 log = logging.getLogger("llm_manager.api")
 
@@ -102,7 +102,8 @@ class Exchange(httputil.HTTPMessageDelegate):
         except LLMManagerError as exc:
             self.send_error(exc)
         except asyncio.CancelledError:
-            if not self.client_left:
+            if not self.client_left:  # the server is shutting down
+                self.send_error(Unavailable("the server is shutting down"))
                 raise
         except Exception:
             log.exception("error handling %s %s", self.method, self.path)

@@ -81,3 +81,25 @@ def test_cors_only_for_configured_origins(mgr):
     r = post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
              headers={"Origin": "http://evil.example"})
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_oversized_body_is_refused_from_its_head_without_reading_it(mgr):
+    with socket.create_connection(("127.0.0.1", mgr.port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 50000000\r\n\r\n")  # ... and never the 50 MB
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            piece = s.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"over the limit" in answer
+
+
+def test_proxied_requests_are_in_the_access_log(mgr):
+    post(mgr, json={"model": "chat", "messages": [{"role": "user", "content": "logged?"}]})
+    post(mgr, content=b"{not json", headers={"content-type": "application/json"})
+    log = mgr.log_path.read_text()
+    assert "INFO tornado.access: 200 POST /v1/chat/completions (127.0.0.1)" in log
+    assert "WARNING tornado.access: 400 POST /v1/chat/completions (127.0.0.1)" in log
