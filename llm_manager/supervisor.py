@@ -253,6 +253,13 @@ class Supervisor:
                     return
                 self.log.add(line.decode("utf-8", errors="replace"), name)
 
+    async def _drain_output(self, timeout: float = 1.0) -> None:
+        """Let the readers take in what a process that just exited wrote last (its error message, usually):
+        the exit can be seen before the pipes are read. Bounded: a grandchild may hold the pipes open."""
+        pending = [t for t in self._readers if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def _last_lines(self, n: int = 8) -> str:
         lines = [x.line for x in self.log.tail(50) if x.stream != "manager"][-n:]
         return ("; last output: " + " | ".join(lines)) if lines else "; no output"
@@ -268,6 +275,7 @@ class Supervisor:
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False) as client:
             while True:
                 if self.proc.returncode is not None:
+                    await self._drain_output()
                     raise StartFailed(f"model {self.model.name} exited with code {self.proc.returncode} "
                                       f"while starting{self._last_lines()}")
                 if time.monotonic() > deadline:
@@ -298,6 +306,9 @@ class Supervisor:
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         """Notice a ready model's process dying on its own: that is a crash."""
         code = await proc.wait()
+        if proc is not self.proc or self.state != State.READY:
+            return
+        await self._drain_output()
         if proc is not self.proc or self.state != State.READY:
             return
         self.last_error = f"process exited unexpectedly with code {code}{self._last_lines(4)}"
