@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy import ROOT, TWEAKS, Manager, cpu_s, latency_run, pct, stream_run  # noqa: E402
+from harness import ROOT, cpu_s, latency_run, pct, stream_run  # noqa: E402
+from systems import TWEAKS, Manager  # noqa: E402
 
 
 def checkout(ref: str, into: Path) -> Path:

@@ -15,14 +15,11 @@ gap between events); the manager's share of a cold start; its RSS idle and along
 requests. Every load loop is bounded by a request count and by wall-clock time.
 """
 
-from __future__ import annotations
 
 import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,346 +28,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-LOADGEN = BENCH / "loadgen.py"
-LITELLM_VENV = BENCH / ".venv-litellm"
-PY = sys.executable
-HAVE_TASKSET = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
-
-MANAGER_CORE, CLIENT_CORE = "0", "1"  # the backends share the client's core; the gateway gets one core alone
-STREAM_TOKENS, STREAM_TPS = 20, 10.0  # each benchmark stream: 20 tokens at 10 tokens/s (2 s, like a real model)
-COLD_LOAD_DELAY = 0.5
-
-
-def pin(core: str, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", core, *argv] if HAVE_TASKSET else argv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def chat_body(model: str, stream: bool = False, max_tokens: int = 16) -> str:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-                            "max_tokens": max_tokens}
-    if stream:
-        body["stream"] = True
-    return json.dumps(body)
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """A tiny blocking GET (no HTTP library in the measuring process's way)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return int(data[9:12] or 0), data.partition(b"\r\n\r\n")[2]
-
-
-def http_post(port: int, path: str, body: bytes = b"{}", timeout: float = 60.0) -> tuple[int, bytes, float]:
-    """Blocking POST; returns (status, body, seconds to the first byte of the answer)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        t0 = time.perf_counter()
-        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        data = s.recv(65536)
-        ttfb = time.perf_counter() - t0
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return int(data[9:12] or 0), data.partition(b"\r\n\r\n")[2], ttfb
-
-
-def wait_http(port: int, path: str, timeout: float, proc: subprocess.Popen | None = None, poll: float = 0.001,
-              ok: tuple[int, ...] = (200,)) -> float:
-    """Poll until ``path`` answers 200; returns the monotonic time it did."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {path} answered")
-        try:
-            if http_get(port, path, timeout=1.0)[0] in ok:
-                return time.monotonic()
-        except OSError:
-            pass
-        time.sleep(poll)
-    raise RuntimeError(f"127.0.0.1:{port}{path} did not answer within {timeout:g} s")
-
-
-def rss_mb(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds used so far by these processes."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def backend_pid(manager_pid: int, port: int) -> int | None:
-    """The manager's child that serves ``port`` (found by its command line)."""
-    import psutil
-
-    for child in psutil.Process(manager_pid).children(recursive=True):
-        try:
-            if str(port) in child.cmdline() and "fake_backend" in " ".join(child.cmdline()):
-                return child.pid
-        except psutil.Error:
-            continue
-    return None
-
-
-def stop_proc(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-# ---------------------------------------------------------------- load generator
-
-
-def loadgen(*args: str, timeout: float) -> dict[str, Any]:
-    argv = pin(CLIENT_CORE, [PY, str(LOADGEN), *args])
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"ok": 0, "errors": 1, "error_samples": [f"load generator passed its {timeout:g} s bound"]}
-    if done.returncode != 0 or not done.stdout.strip():
-        return {"ok": 0, "errors": 1, "error_samples": [done.stderr[-500:]]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def latency_run(url: str, model: str, concurrency: int, count: int, duration: float) -> dict[str, Any]:
-    return loadgen("latency", "--url", url, "--body", chat_body(model), "--concurrency", str(concurrency),
-                   "--count", str(count), "--duration", str(duration), "--warmup", "20", timeout=duration + 60)
-
-
-def stream_run(url: str, model: str, streams: int, rounds: int, duration: float) -> dict[str, Any]:
-    return loadgen("stream", "--url", url, "--body", chat_body(model, True, STREAM_TOKENS), "--streams", str(streams),
-                   "--rounds", str(rounds), "--ramp", "2", "--duration", str(duration), timeout=duration + 60)
-
-
-def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs of one measurement as one: counts added, every other figure the median of the runs."""
-    if len(runs) == 1:
-        return runs[0]
-    out: dict[str, Any] = {"runs": len(runs)}
-    for key, first in runs[0].items():
-        vals = [r.get(key) for r in runs]
-        if key in ("ok", "errors", "events"):
-            out[key] = sum(v or 0 for v in vals)
-        elif key == "max_open_streams":
-            out[key] = min(v or 0 for v in vals)  # the weakest run decides whether 500 were held
-        elif key == "error_samples":
-            out[key] = [e for v in vals for e in (v or [])][:5]
-        elif isinstance(first, dict):
-            out[key] = {k: (statistics.median(x[k] for x in vals if x and x.get(k) is not None)
-                            if any(x and x.get(k) is not None for x in vals) else None) for k in first}
-        elif isinstance(first, (int, float)) and not isinstance(first, bool):
-            out[key] = statistics.median(v for v in vals if v is not None)
-        else:
-            out[key] = first
-    return out
-
-
-# ---------------------------------------------------------------- the systems under test
-
-
-TWEAKS = {  # (the third one measured this way, gc.freeze after start-up, is in cli.py since)
-    "quiet-access": "tornado.access logger at WARNING: no INFO line per request (errors still logged)",
-    "uvloop": "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before asyncio.run",
-    "httpcore": "httpx's default transport (httpcore's pool) to upstreams instead of llm_manager.upstream's",
-}
-TWEAK_BOOT = """
-import asyncio, logging, os, sys
-tweaks = set(os.environ.get("BENCH_TWEAKS", "").split(","))
-if "quiet-access" in tweaks:
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-if "uvloop" in tweaks:
-    import uvloop
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-if "httpcore" in tweaks:
-    import httpx
-    import llm_manager.manager
-    llm_manager.manager.make_client = lambda: httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0),
-                                                               limits=httpx.Limits(max_connections=None,
-                                                                                   max_keepalive_connections=1024))
-from llm_manager.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-class Manager:
-    """``llm-manager serve`` with three fake-backend models, pinned to its own core."""
-
-    def __init__(self, tmp: Path, tweaks: tuple[str, ...] = (), launcher: list[str] | None = None,
-                 root: Path = ROOT):
-        """``root``: the checkout whose ``llm_manager`` runs (another git worktree, to compare commits)."""
-        self.tmp = tmp
-        self.port = free_port()
-        self.ports = {"bench-fast": free_port(), "bench-stream": free_port(), "bench-cold": free_port()}
-        backend = [PY, "-m", "llm_manager.testing.fake_backend", "--port", "${PORT}", "--model", "${MODEL}",
-                   "--fast", "--quiet"]
-        extra = {"bench-fast": [], "bench-stream": ["--tokens-per-second", str(STREAM_TPS)],
-                 "bench-cold": ["--load-delay", str(COLD_LOAD_DELAY)]}
-        models = {name: {"aliases": [], "mode": "Chat", "port": port, "auto_start": False,
-                         "command": pin(CLIENT_CORE, backend + extra[name]),
-                         "gpu": {"required_devices": [], "memory_mb": {}}}
-                  for name, port in self.ports.items()}
-        doc = {"program": {"host": "127.0.0.1", "port": self.port, "alive_time": 0, "monitor_interval": 0.5},
-               **models}
-        self.config = tmp / "config.json"
-        self.config.write_text(json.dumps(doc, indent=2))
-        self.log_path = tmp / "manager.log"
-        self._log = self.log_path.open("w")
-        serve = ["serve", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--no-dashboard", "--data-dir", str(tmp / "data")]
-        launcher_override, launcher = launcher, ["-m", "llm_manager.cli"]
-        if tweaks:  # the same CLI with the start-up changes proposed for cli.py (see TWEAKS)
-            launcher = ["-c", TWEAK_BOOT]
-        argv = pin(MANAGER_CORE, [PY, *(launcher_override or launcher), *serve])
-        self.proc = subprocess.Popen(argv, cwd=root, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_TWEAKS": ",".join(tweaks)})
-        try:
-            wait_http(self.port, "/api/health", 60, self.proc, poll=0.05)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{self.log_path.read_text()[-3000:]}") from None
-
-    def start_model(self, name: str) -> None:
-        status, body, _ = http_post(self.port, f"/api/models/{name}/start")
-        if status not in (200, 202):
-            raise RuntimeError(f"starting {name}: HTTP {status} {body[:300]!r}")
-        self.wait_state(name, "ready")
-
-    def state(self, name: str) -> str:
-        models = json.loads(http_get(self.port, "/api/models-info")[1])["models"]
-        return next(m["state"] for m in models if m["name"] == name)
-
-    def wait_state(self, name: str, state: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while (now := self.state(name)) != state:
-            if time.monotonic() > deadline or now == "failed":
-                raise RuntimeError(f"{name} is {now}, not {state}: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def stop_model(self, name: str) -> None:
-        status, body, _ = http_post(self.port, f"/api/models/{name}/stop")
-        if status not in (200, 202):
-            raise RuntimeError(f"stopping {name}: HTTP {status} {body[:300]!r}")
-        self.wait_state(name, "stopped")
-
-    def url(self, path: str = "/v1/chat/completions") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def rss(self) -> float:
-        return rss_mb(self.proc.pid)
-
-    def stop(self) -> None:
-        stop_proc(self.proc, 20)
-        self._log.close()
-
-
-LITELLM_CONFIG = """model_list:
-{entries}
-litellm_settings:
-  drop_params: true
-  telemetry: false
-general_settings:
-  master_key: sk-bench
-"""
-
-
-def ensure_litellm() -> tuple[Path | None, str]:
-    """The litellm CLI in bench/.venv-litellm, installing it on first use; (path, why not)."""
-    exe = LITELLM_VENV / "bin" / "litellm"
-    if exe.exists():
-        return exe, ""
-    print(f"installing litellm[proxy] into {LITELLM_VENV.relative_to(ROOT)} (first use; a few minutes) ...", flush=True)
-    try:
-        subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True, capture_output=True, timeout=300)
-        (LITELLM_VENV / ".gitignore").write_text("*\n")  # the venv ignores itself
-        pip = subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
-                             capture_output=True, text=True, timeout=1500)
-    except (subprocess.SubprocessError, OSError) as exc:
-        return None, f"could not create the virtualenv: {exc}"
-    if pip.returncode != 0 or not exe.exists():
-        return None, f"pip install 'litellm[proxy]' failed: {(pip.stderr or pip.stdout)[-400:].strip()}"
-    return exe, ""
-
-
-class LiteLLM:
-    def __init__(self, exe: Path, tmp: Path, backends: dict[str, int]):
-        self.port = free_port()
-        entries = "\n".join(
-            f"  - model_name: {name}\n    litellm_params:\n      model: openai/{name}\n"
-            f"      api_base: http://127.0.0.1:{port}/v1\n      api_key: sk-none"
-            for name, port in backends.items())
-        cfg = tmp / "litellm.yaml"
-        cfg.write_text(LITELLM_CONFIG.format(entries=entries))
-        self.log_path = tmp / "litellm.log"
-        self._log = self.log_path.open("w")
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-               "LITELLM_TELEMETRY": "False", "PYTHONUNBUFFERED": "1", "NO_PROXY": "*"}
-        env.pop("DATABASE_URL", None)
-        argv = pin(MANAGER_CORE, [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(self.port),
-                                  "--num_workers", "1"])
-        self.proc = subprocess.Popen(argv, cwd=tmp, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        try:
-            wait_http(self.port, "/health/liveliness", 180, self.proc, poll=0.2)
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}; last log lines: {self.log_path.read_text()[-600:].strip()}") from None
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
-
-    def pids(self) -> list[int]:
-        import psutil
-
-        try:
-            return [self.proc.pid] + [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
-        except psutil.Error:
-            return [self.proc.pid]
-
-    def rss(self) -> float:
-        return rss_mb(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with_group = getattr(os, "killpg", None)
-                if with_group and self.proc.poll() is None:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-        self._log.close()
-
+from harness import (
+    CLIENT_CORE,
+    COLD_LOAD_DELAY,
+    HAVE_TASKSET,
+    MANAGER_CORE,
+    PY,
+    backend_pid,
+    chat_body,
+    cpu_s,
+    free_port,
+    http_get,
+    http_post,
+    latency_run,
+    merge_runs,
+    pct,
+    pin,
+    stop_proc,
+    stream_run,
+    wait_http,
+)
+from systems import LITELLM_VENV, TWEAKS, LiteLLM, Manager, ensure_litellm
 
 # ---------------------------------------------------------------- measurements
 
@@ -445,12 +123,6 @@ def fmt(v: Any, nd: int = 2) -> str:
     if isinstance(v, float):
         return f"{v:,.{nd}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def pct(r: dict[str, Any] | None, key: str, p: str) -> float | None:
-    if not r or not r.get(key):
-        return None
-    return r[key].get(p)
 
 
 def print_table(res: dict[str, Any], cols: list[str]) -> None:
