@@ -1,10 +1,10 @@
-"""Usage persistence: SQLModel tables, a batched background writer and frame queries.
+"""Usage persistence: the engine, a batched background writer and frame queries.
 
 The proxy calls :meth:`UsageStore.record` on the IOLoop for every request, so recording only appends to a deque; a
 daemon thread writes the queue in one transaction every ``flush_interval`` seconds. A crash loses at most the rows
 of the last interval. Queries run on the caller's thread (put them off the IOLoop) with a session per call.
 
-Schema changes are migrations appended to :data:`MIGRATIONS`, never edits of shipped ones and never drops.
+The SQLModel tables and their migrations are in ``schema.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -13,147 +13,31 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, inspect, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Session
 
 from llm_manager.usage.record import UsageRecord
+from llm_manager.usage.schema import (
+    EVENT_KINDS,
+    MIGRATIONS,
+    ApiKey,
+    Budget,
+    DeviceSample,
+    ModelEvent,
+    RequestLog,
+    migrate,
+    schema_version,
+)
 
 __all__ = ["EVENT_KINDS", "MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "UsageStore",
            "make_engine", "migrate", "schema_version"]
 
 log = logging.getLogger(__name__)
-
-EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop")
-
-
-class RequestLog(SQLModel, table=True):
-    __tablename__ = "request_log"
-    id: int | None = Field(default=None, primary_key=True)
-    ts: float = Field(index=True)
-    model: str = Field(index=True)
-    alias: str = ""
-    key_id: str | None = Field(default=None, index=True)
-    client_ip: str = ""
-    endpoint: str = ""
-    status: int = 0
-    stream: bool = False
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    estimated: bool = False
-    queue_ms: float = 0.0
-    start_ms: float = 0.0
-    ttft_ms: float | None = None
-    total_ms: float = 0.0
-    cost: float = 0.0
-    error: str | None = None
-
-
-class ModelEvent(SQLModel, table=True):
-    __tablename__ = "model_event"
-    id: int | None = Field(default=None, primary_key=True)
-    ts: float = Field(index=True)
-    model: str = Field(index=True)
-    kind: str  # one of EVENT_KINDS
-    detail: str = ""
-
-
-class DeviceSample(SQLModel, table=True):
-    __tablename__ = "device_sample"
-    id: int | None = Field(default=None, primary_key=True)
-    ts: float = Field(index=True)
-    device: str
-    used_memory_mb: float = 0.0
-    total_memory_mb: float = 0.0
-    usage_percentage: float = 0.0
-    temperature_celsius: float | None = None
-
-
-class ApiKey(SQLModel, table=True):
-    __tablename__ = "api_key"
-    id: str = Field(primary_key=True)
-    name: str = ""
-    key_hash: str = Field(index=True, unique=True)
-    prefix: str = ""
-    models: str = "[]"  # JSON list of model names the key may use; "[]" or "*" means all
-    created_at: float = Field(default_factory=time.time)
-    revoked_at: float | None = None
-    admin: bool = False
-
-
-class Budget(SQLModel, table=True):
-    __tablename__ = "budget"
-    id: int | None = Field(default=None, primary_key=True)
-    scope: str = "global"  # "global" | "key"
-    key_id: str | None = None
-    period: str = "month"  # "day" | "month"
-    limit_value: float = 0.0
-    unit: str = "cost"  # "cost" | "tokens"
-
-
-_TABLES = [RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__, ApiKey.__table__,
-           Budget.__table__]  # type: ignore[attr-defined]
-
-
-# ---------------------------------------------------------------- migrations
-
-
-def _m1_create_tables(conn: Connection) -> None:
-    """v1: the tables as first released."""
-    SQLModel.metadata.create_all(conn, tables=_TABLES)
-
-
-def _m2_key_time_index(conn: Connection) -> None:
-    """v2: composite (key_id, ts) index so budget sums per key stay fast. The pattern for later changes: add the
-    field to the model *and* a migration that ALTERs the table, guarded so a fresh database (whose v1 ``create_all``
-    already made it) is left alone, e.g. ``ALTER TABLE request_log ADD COLUMN instance VARCHAR DEFAULT ''``."""
-    names = {ix["name"] for ix in inspect(conn).get_indexes("request_log")}
-    if "ix_request_log_key_ts" not in names:
-        conn.execute(text("CREATE INDEX ix_request_log_key_ts ON request_log (key_id, ts)"))
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index]
-
-
-def schema_version(engine: Engine) -> int:
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("schema_version"):
-            return 0
-        return int(conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar_one_or_none() or 0)
-
-
-def migrate(engine: Engine, target: int | None = None) -> int:
-    """Apply pending migrations in order, each with its version bump in one transaction; returns the version.
-
-    The no-op UPDATE takes the write lock first, so managers starting together on one database migrate once."""
-    target = len(MIGRATIONS) if target is None else target
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"))
-    try:
-        with engine.begin() as conn:
-            if conn.execute(text("SELECT COUNT(*) FROM schema_version WHERE id = 1")).scalar_one() == 0:
-                conn.execute(text("INSERT INTO schema_version (id, version) VALUES (1, 0)"))
-    except IntegrityError:  # another node inserted it first
-        pass
-    while True:
-        with engine.begin() as conn:
-            conn.execute(text("UPDATE schema_version SET version = version WHERE id = 1"))
-            version = int(conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar_one())
-            if version > len(MIGRATIONS):
-                raise RuntimeError(f"usage database schema v{version} is newer than this llm-manager "
-                                   f"(v{len(MIGRATIONS)}); upgrade llm-manager")
-            if version >= target:
-                return version
-            MIGRATIONS[version](conn)
-            conn.execute(text("UPDATE schema_version SET version = :v WHERE id = 1"), {"v": version + 1})
-            log.info("usage database migrated to schema v%d", version + 1)
 
 
 # ---------------------------------------------------------------- engine
