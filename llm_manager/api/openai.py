@@ -92,7 +92,6 @@ class ProxyExchange(Exchange):
             raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
         request = self.request
         assert request is not None
-        request.body = raw
         endpoint = self.path.strip("/")
         body = json_object(raw)
         name = body.get("model")
