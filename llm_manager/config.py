@@ -27,7 +27,7 @@ PROGRAM_KEYS = {
     "host", "port", "alive_time", "Disable_GPU_monitoring", "device_plugin_dir", "interface_plugin_dir",
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
-    "log_dir", "flush_interval", "currency", "access_log",
+    "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
 }
 
 
@@ -100,6 +100,9 @@ class ProgramConfig:
     rate_limits: Mapping[str, Any] = field(default_factory=dict)
     currency: str = "USD"
     access_log: bool = True  # one log line per request (tornado.access); off saves ~13 % CPU per request
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback and ``host`` (DNS-rebinding guard)
+    metrics_key: str | None = None  # a read-only key for /api/metrics (a scraper need not hold the admin key)
+    header_timeout: float = 30.0  # seconds a connection may take to send a request's headers (or idle between)
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,13 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
     for key in ("max_body_mb", "monitor_interval", "flush_interval"):
         if key in raw:
             kw[key] = _number(raw[key], f"{p}.{key}", 0.001)
-    if "admin_key" in raw:
-        kw["admin_key"] = _str(raw["admin_key"], f"{p}.admin_key")
+    for key in ("admin_key", "metrics_key"):
+        if key in raw:
+            kw[key] = _str(raw[key], f"{p}.{key}")
+    if "allowed_hosts" in raw:
+        kw["allowed_hosts"] = _str_list(raw["allowed_hosts"], f"{p}.allowed_hosts")
+    if "header_timeout" in raw:
+        kw["header_timeout"] = _number(raw["header_timeout"], f"{p}.header_timeout", 0.1)
     for key in ("api_keys", "budgets"):
         if key in raw:
             _expect(isinstance(raw[key], list), f"{p}.{key}", "expected list")

@@ -161,6 +161,7 @@ def is_loopback(ip: str | None) -> bool:
 class Security:
     def __init__(self, program: ProgramConfig, store: Any = None, resolve: Any = None, bus: Any = None):
         self.admin_key = program.admin_key
+        self.metrics_key = program.metrics_key
         self.store = store
         self.resolve = resolve  # name or alias -> model name
         self.bus = bus
@@ -245,12 +246,19 @@ class Security:
         except Exception:
             return name
 
-    def authorize_admin(self, request: Any, token: str | None = None) -> None:
-        """Management needs the admin key when one is set; without one, only loopback clients may manage."""
+    def authorize_admin(self, request: Any, token: str | None = None, scope: str = "admin") -> None:
+        """Management needs the admin key when one is set; without one, only loopback clients may manage.
+
+        ``scope="metrics"`` (``/api/metrics``) also takes ``program.metrics_key``: a Prometheus scraper can
+        hold a key that reads metrics and nothing else.
+        """
+        given = token or self._token(request)
+        if scope == "metrics" and self.metrics_key and given and secrets.compare_digest(given, self.metrics_key):
+            return
         if self.admin_key:
-            given = token or self._token(request)
             if not given or not secrets.compare_digest(given, self.admin_key):
-                raise AuthenticationError("the management API needs the admin key (program.admin_key)")
+                needed = "the metrics key (program.metrics_key) or " if scope == "metrics" and self.metrics_key else ""
+                raise AuthenticationError(f"this endpoint needs {needed}the admin key (program.admin_key)")
             return
         if not is_loopback(request.remote_ip):
             raise PermissionDenied("the management API is only open to loopback clients until program.admin_key is set")

@@ -13,6 +13,7 @@ from typing import Any
 from ..manager import Manager
 from .base import NotFoundHandler
 from .events import EventSocket
+from .guard import RequestGuard, redact_uri
 from .intake import install
 from .management import (
     ConfigHandler,
@@ -58,7 +59,7 @@ def api_patterns(manager: Manager) -> list[tuple]:
     routes += [
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
-        (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon)(.*)", WebUIHandler),
+        (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon|login|logout)(.*)", WebUIHandler),
     ]
     return routes
 
@@ -72,14 +73,31 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
         from ..panel_app.dashboard import create_dashboard
 
         apps["dashboard"] = lambda: create_dashboard(manager)
+    program = manager.config.program
     auth: dict[str, Any] = {}
-    if manager.config.program.admin_key:  # the dashboard can start and stop models: same key as the API
-        auth = {"basic_auth": manager.config.program.admin_key, "cookie_secret": secrets.token_hex(32)}
+    if program.admin_key:  # the dashboard can start and stop models: Panel's login page asks for the admin key
+        auth = {"basic_auth": program.admin_key, "cookie_secret": secrets.token_hex(32)}
     server = pn.serve(
         apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
         port=port, address=host, show=False, start=False, title="llm-manager",
-        extra_patterns=api_patterns(manager), websocket_origin="*", verbose=False, **auth,
+        extra_patterns=api_patterns(manager), verbose=False, **auth,
     )
-    server._tornado.settings["cors_origins"] = manager.config.program.cors_origins
-    install(server, route_v1(manager))
+    guard = RequestGuard(program)
+    tornado_app = server._tornado  # bokeh.server.tornado.BokehTornado, a tornado.web.Application
+    tornado_app.settings["cors_origins"] = program.cors_origins
+    tornado_app.settings["log_function"] = log_request
+    # Bokeh checks its websocket's Origin itself; the guard has already checked it, by the same rules.
+    tornado_app._websocket_origins = guard.websocket_origins(server.port)
+    install(server, route_v1(manager), guard, program.header_timeout)
     return server
+
+
+def log_request(handler: Any) -> None:
+    """Tornado's access line, with secrets in the query string hidden (``?token=...``)."""
+    from tornado.log import access_log
+
+    status = handler.get_status()
+    level = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    request = handler.request
+    level("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""), request.remote_ip,
+          1000.0 * request.request_time())

@@ -21,6 +21,7 @@ from tornado import httputil
 from tornado.log import access_log
 
 from ..errors import LLMManagerError, Unavailable
+from .guard import Refusal, RequestGuard, redact_uri
 
 log = logging.getLogger("llm_manager.api")
 
@@ -55,6 +56,7 @@ class Exchange(httputil.HTTPMessageDelegate):
         self.headers_written = False
         self.finished = False
         self.client_left = False
+        self.body_complete = False
         self.task: asyncio.Task | None = None
 
     # -- what Tornado's connection calls
@@ -80,6 +82,7 @@ class Exchange(httputil.HTTPMessageDelegate):
             self.chunks = []
 
     def finish(self) -> None:
+        self.body_complete = True
         if self.finished:
             return
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -169,7 +172,10 @@ class Exchange(httputil.HTTPMessageDelegate):
             self.end()
             return
         data = json.dumps(exc.body()).encode()
-        self.start(exc.status, {"Content-Type": JSON, "Content-Length": str(len(data)), **exc.headers}, data)
+        headers = {"Content-Type": JSON, "Content-Length": str(len(data)), **exc.headers}
+        if not self.body_complete:  # answered from the head: Tornado drops the connection after, so say so
+            headers["Connection"] = "close"
+        self.start(exc.status, headers, data)
         self.end()
 
     def log_access(self) -> None:
@@ -178,8 +184,29 @@ class Exchange(httputil.HTTPMessageDelegate):
             return
         assert self.request is not None
         level = logging.INFO if self.status < 400 else logging.WARNING if self.status < 500 else logging.ERROR
-        access_log.log(level, "%d %s %s (%s) %.2fms", self.status, self.request.method, self.request.uri,
-                       self.request.remote_ip, 1000.0 * self.request.request_time())
+        access_log.log(level, "%d %s %s (%s) %.2fms", self.status, self.request.method,
+                       redact_uri(self.request.uri or ""), self.request.remote_ip, 1000.0 * self.request.request_time())
+
+
+class Refused(httputil.HTTPMessageDelegate):
+    """A request the guard refused: its answer goes out from the head, the body (if any) is dropped."""
+
+    def __init__(self, connection: httputil.HTTPConnection, refusal: Refusal):
+        self.connection = connection
+        self.refusal = refusal
+
+    def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+                         headers: httputil.HTTPHeaders) -> None:
+        assert isinstance(start_line, httputil.RequestStartLine)
+        data = json.dumps(self.refusal.body()).encode()
+        self.connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", self.refusal.status, httputil.responses[self.refusal.status]),
+            httputil.HTTPHeaders({"Content-Type": JSON, "Content-Length": str(len(data)), "Connection": "close"}),
+            data)
+        self.connection.finish()
+        access_log.warning("%d %s %s (%s): %s", self.refusal.status, start_line.method, redact_uri(start_line.path),
+                           getattr(self.connection, "context", None) and self.connection.context.remote_ip,
+                           self.refusal.code)
 
 
 class _Dispatch(httputil.HTTPMessageDelegate):
@@ -196,6 +223,10 @@ class _Dispatch(httputil.HTTPMessageDelegate):
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
+        refusal = self.router.guard.check(start_line.method, start_line.path, headers)
+        if refusal is not None:
+            self.delegate = Refused(self.request_conn, refusal)
+            return self.delegate.headers_received(start_line, headers)
         factory = self.router.route(start_line)
         self.delegate = (factory(self.request_conn) if factory is not None
                          else self.router.app.start_request(self.server_conn, self.request_conn))
@@ -215,12 +246,15 @@ class _Dispatch(httputil.HTTPMessageDelegate):
 
 
 class IntakeRouter(httputil.HTTPServerConnectionDelegate):
-    """In front of the Tornado application: ``route`` picks an ``Exchange`` factory for a request, else None."""
+    """In front of the Tornado application: the guard sees every request first; then ``route`` picks an
+    ``Exchange`` factory for it, else None (the application takes it)."""
 
     def __init__(self, app: httputil.HTTPServerConnectionDelegate,
-                 route: Callable[[httputil.RequestStartLine], Callable[[httputil.HTTPConnection], Exchange] | None]):
+                 route: Callable[[httputil.RequestStartLine], Callable[[httputil.HTTPConnection], Exchange] | None],
+                 guard: RequestGuard):
         self.app = app
         self.route = route
+        self.guard = guard
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> _Dispatch:
         return _Dispatch(self, server_conn, request_conn)
@@ -230,8 +264,14 @@ class IntakeRouter(httputil.HTTPServerConnectionDelegate):
 
 
 def install(server: Any, route: Callable[[httputil.RequestStartLine],
-                                          Callable[[httputil.HTTPConnection], Exchange] | None]) -> None:
-    """Put an ``IntakeRouter`` in front of a Bokeh/Panel server's Tornado application."""
+                                          Callable[[httputil.HTTPConnection], Exchange] | None],
+            guard: RequestGuard, header_timeout: float) -> None:
+    """Put an ``IntakeRouter`` in front of a Bokeh/Panel server's Tornado application.
+
+    ``header_timeout`` bounds how long a connection may take to send a request's head (and idle between
+    requests): a client that never finishes its headers cannot hold a socket forever.
+    """
     http = server._http  # the tornado HTTPServer of bokeh.server.server.Server
-    http.request_callback = IntakeRouter(http.request_callback, route)
+    http.request_callback = IntakeRouter(http.request_callback, route, guard)
+    http.conn_params.header_timeout = header_timeout
 

@@ -105,6 +105,12 @@ class BudgetsHandler(UsageHandler):
 
 
 class MetricsHandler(UsageHandler):
+    """Prometheus text format; readable with ``program.metrics_key`` as well as the admin key."""
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS" and self.manager.security is not None:
+            self.manager.security.authorize_admin(self.request, scope="metrics")
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.manager.metrics.render())
