@@ -4,11 +4,13 @@ import {
   type AxiosAdapter,
   type InternalAxiosRequestConfig,
 } from "axios";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { setAdminKey } from "./auth";
 import {
+  base64url,
   createKey,
   errorMessage,
+  eventStreamProtocols,
   eventStreamUrl,
   getLogs,
   getUsageSummary,
@@ -142,12 +144,36 @@ describe("api client", () => {
     expect(errorMessage("y")).toBe("y");
   });
 
-  it("builds the event stream URL with the token", () => {
+  it("builds the event stream URL without any credentials", () => {
     const loc = { protocol: "https:", host: "example.test:8443" } as Location;
-    expect(eventStreamUrl("", loc)).toBe("wss://example.test:8443/api/ws");
-    expect(eventStreamUrl("a b", { protocol: "http:", host: "h" } as Location)).toBe(
-      "ws://h/api/ws?token=a%20b",
-    );
-    vi.restoreAllMocks();
+    expect(eventStreamUrl(loc)).toBe("wss://example.test:8443/api/ws");
+    expect(eventStreamUrl({ protocol: "http:", host: "h" } as Location)).toBe("ws://h/api/ws");
+    // the default is this page's origin (jsdom: http://localhost:3000)
+    expect(eventStreamUrl()).toBe(`ws://${window.location.host}/api/ws`);
+    expect(eventStreamUrl()).not.toMatch(/token|\?/);
+  });
+
+  it("base64url-encodes UTF-8 without padding (RFC 4648 §5)", () => {
+    expect(base64url("")).toBe("");
+    expect(base64url("a")).toBe("YQ"); // "YQ==" in plain base64
+    expect(base64url("ab")).toBe("YWI"); // "YWI="
+    expect(base64url("abc")).toBe("YWJj");
+    // bytes 3C 3C 3F 3F 3F 3E 3E give "PDw/Pz8+Pg==" in plain base64
+    expect(base64url("<<???>>")).toBe("PDw_Pz8-Pg");
+    // non-ASCII: 2-byte Cyrillic and a 4-byte emoji ("0LrQu9GO0Yct8J+UkQ==" in plain base64)
+    expect(base64url("ключ-🔑")).toBe("0LrQu9GO0Yct8J-UkQ");
+    expect(base64url("sk-admin-éè")).toBe("c2stYWRtaW4tw6nDqA");
+  });
+
+  it("offers the admin key as a bearer subprotocol, never in the URL", () => {
+    expect(eventStreamProtocols("")).toEqual(["llm-manager"]);
+    expect(eventStreamProtocols("secret-1")).toEqual(["llm-manager", "bearer.c2VjcmV0LTE"]);
+    expect(eventStreamProtocols("<<???>>")).toEqual(["llm-manager", "bearer.PDw_Pz8-Pg"]);
+    expect(eventStreamProtocols("ключ-🔑")).toEqual(["llm-manager", "bearer.0LrQu9GO0Yct8J-UkQ"]);
+    // every entry is an RFC 7230 token, as the WebSocket constructor requires
+    for (const key of ["a b", 'x,y;z="q"', "ключ-🔑", "+/="]) {
+      for (const p of eventStreamProtocols(key))
+        expect(p).toMatch(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/);
+    }
   });
 });

@@ -150,9 +150,35 @@ export async function revokeKey(id: string): Promise<{ id: string; revoked: bool
   return (await http.delete<{ id: string; revoked: boolean }>(`/api/keys/${enc(id)}`)).data;
 }
 
-/** ws:// or wss:// URL of the event stream on this origin, with the admin key as token. */
-export function eventStreamUrl(key: string, loc: Location = window.location): string {
+/** Subprotocol the manager's /api/ws speaks; the server selects it in its handshake reply. */
+export const EVENT_STREAM_PROTOCOL = "llm-manager";
+/** Prefix of the subprotocol that carries the admin key ("bearer." + base64url(key)). */
+export const BEARER_PROTOCOL_PREFIX = "bearer.";
+
+/**
+ * RFC 4648 §5 base64url of the UTF-8 bytes of `text`, without "=" padding, so the
+ * result only uses [A-Za-z0-9_-] and is always a valid WebSocket subprotocol token.
+ */
+export function base64url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** ws:// or wss:// URL of the event stream on this origin (never carries the admin key). */
+export function eventStreamUrl(loc: Location = window.location): string {
   const proto = loc.protocol === "https:" ? "wss:" : "ws:";
-  const q = key ? `?token=${enc(key)}` : "";
-  return `${proto}//${loc.host}/api/ws${q}`;
+  return `${proto}//${loc.host}/api/ws`;
+}
+
+/**
+ * WebSocket subprotocols for the event stream: "llm-manager", plus the admin key as
+ * "bearer.<base64url(key)>" when one is set (browsers cannot set an Authorization
+ * header on a WebSocket, and a ?token= query would land in access logs and history).
+ */
+export function eventStreamProtocols(adminKey: string): string[] {
+  return adminKey
+    ? [EVENT_STREAM_PROTOCOL, BEARER_PROTOCOL_PREFIX + base64url(adminKey)]
+    : [EVENT_STREAM_PROTOCOL];
 }

@@ -88,13 +88,58 @@ describe("useEventStream", () => {
     expect(FakeWebSocket.instances).toHaveLength(1);
   });
 
-  it("opens a new socket when the URL changes (new admin key)", () => {
+  it("opens a new socket when the URL changes", () => {
     const { rerender } = renderHook(({ url }) => useEventStream({ url, onMessage: vi.fn() }), {
       initialProps: { url: "ws://x/api/ws" },
     });
     const first = FakeWebSocket.latest();
-    rerender({ url: "ws://x/api/ws?token=k" });
+    rerender({ url: "ws://y/api/ws" });
     expect(first.readyState).toBe(FakeWebSocket.CLOSED);
-    expect(FakeWebSocket.latest().url).toBe("ws://x/api/ws?token=k");
+    expect(FakeWebSocket.latest().url).toBe("ws://y/api/ws");
+  });
+
+  it("offers the given subprotocols, and none when there are none", () => {
+    renderHook(() => useEventStream({ url: "ws://x/api/ws", onMessage: vi.fn() }));
+    expect(FakeWebSocket.latest().protocols).toEqual([]);
+    renderHook(() =>
+      useEventStream({
+        url: "ws://x/api/ws",
+        protocols: ["llm-manager", "bearer.azE"],
+        onMessage: vi.fn(),
+      }),
+    );
+    const ws = FakeWebSocket.latest();
+    expect(ws.url).toBe("ws://x/api/ws");
+    expect(ws.protocols).toEqual(["llm-manager", "bearer.azE"]);
+    act(() => ws.open("llm-manager"));
+    expect(ws.protocol).toBe("llm-manager");
+  });
+
+  it("reconnects with the new subprotocols when they change, not on a same-valued array", () => {
+    const { result, rerender } = renderHook(
+      ({ protocols }) => useEventStream({ url: "ws://x/api/ws", protocols, onMessage: vi.fn() }),
+      { initialProps: { protocols: ["llm-manager"] } },
+    );
+    const first = FakeWebSocket.latest();
+    act(() => first.open());
+    // a fresh array with the same entries keeps the socket
+    rerender({ protocols: ["llm-manager"] });
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    expect(first.readyState).toBe(FakeWebSocket.OPEN);
+
+    rerender({ protocols: ["llm-manager", "bearer.azE"] });
+    expect(first.readyState).toBe(FakeWebSocket.CLOSED);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    const second = FakeWebSocket.latest();
+    expect(second.url).toBe("ws://x/api/ws");
+    expect(second.protocols).toEqual(["llm-manager", "bearer.azE"]);
+    act(() => second.open());
+    expect(result.current.status).toBe("open");
+
+    // back-off reconnects keep offering the current list
+    act(() => second.drop());
+    act(() => vi.advanceTimersByTime(500));
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    expect(FakeWebSocket.latest().protocols).toEqual(["llm-manager", "bearer.azE"]);
   });
 });

@@ -1,5 +1,6 @@
 // WebSocket client for the manager's /api/ws event stream: JSON messages,
 // automatic reconnect with exponential back-off (0.5 s doubling to 10 s).
+// Credentials travel as WebSocket subprotocols (see eventStreamProtocols), never in the URL.
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { ClientMessage, ServerMessage } from "../api/types";
 
@@ -15,6 +16,11 @@ export function backoffDelay(attempt: number): number {
 
 export interface EventStreamOptions {
   url: string;
+  /**
+   * Subprotocols offered in the handshake (e.g. ["llm-manager", "bearer.<base64url key>"]).
+   * The socket reconnects when the list changes; a new array with the same entries does not.
+   */
+  protocols?: readonly string[];
   onMessage: (msg: ServerMessage) => void;
   /** Called on every (re)connect, e.g. to re-send subscriptions. */
   onOpen?: (send: (msg: ClientMessage) => boolean) => void;
@@ -37,7 +43,16 @@ function isServerMessage(value: unknown): value is ServerMessage {
   );
 }
 
-export function useEventStream({ url, onMessage, onOpen }: EventStreamOptions): EventStream {
+// Subprotocols are RFC 7230 tokens, which cannot contain a comma, so joining them
+// gives a stable effect dependency that changes only when the list does.
+const PROTOCOL_SEP = ",";
+
+export function useEventStream({
+  url,
+  protocols,
+  onMessage,
+  onOpen,
+}: EventStreamOptions): EventStream {
   const [status, setStatus] = useState<ConnectionStatus>("connecting");
   const [retryInMs, setRetryInMs] = useState<number | null>(null);
   const [attempts, setAttempts] = useState(0);
@@ -57,7 +72,10 @@ export function useEventStream({ url, onMessage, onOpen }: EventStreamOptions): 
     return true;
   }, []);
 
+  const protocolKey = protocols?.join(PROTOCOL_SEP) ?? "";
+
   useEffect(() => {
+    const offered = protocolKey ? protocolKey.split(PROTOCOL_SEP) : [];
     let disposed = false;
     let attempt = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -66,7 +84,7 @@ export function useEventStream({ url, onMessage, onOpen }: EventStreamOptions): 
       if (disposed) return;
       let ws: WebSocket;
       try {
-        ws = new WebSocket(url);
+        ws = offered.length ? new WebSocket(url, offered) : new WebSocket(url);
       } catch {
         scheduleReconnect();
         return;
@@ -120,7 +138,7 @@ export function useEventStream({ url, onMessage, onOpen }: EventStreamOptions): 
       }
       setStatus("connecting");
     };
-  }, [url, send]);
+  }, [url, protocolKey, send]);
 
   return { status, retryInMs, attempts, send };
 }

@@ -51,6 +51,7 @@ describe("LiveDataProvider", () => {
     expect(screen.getByTestId("devices")).toHaveTextContent("1");
     const ws = FakeWebSocket.latest();
     expect(ws.url).toMatch(/^ws:\/\/.+\/api\/ws$/);
+    expect(ws.protocols).toEqual(["llm-manager"]);
     act(() => ws.open());
     expect(screen.getByTestId("status")).toHaveTextContent("open");
     act(() => ws.receive({ type: "model", model: model({ name: "chat-small", state: "ready" }) }));
@@ -87,19 +88,30 @@ describe("LiveDataProvider", () => {
     vi.useRealTimers();
   });
 
-  it("reconnects with the admin key as token when it changes", async () => {
+  it("reconnects with the admin key as a bearer subprotocol when it changes", async () => {
     render(
       <LiveDataProvider>
         <Probe />
       </LiveDataProvider>,
     );
     const first = FakeWebSocket.latest();
+    expect(first.protocols).toEqual(["llm-manager"]);
     act(() => setAdminKey("k-123"));
     expect(first.readyState).toBe(FakeWebSocket.CLOSED);
-    expect(FakeWebSocket.latest().url).toMatch(/\/api\/ws\?token=k-123$/);
+    const second = FakeWebSocket.latest();
+    expect(second.url).toMatch(/^ws:\/\/.+\/api\/ws$/);
+    expect(second.url).not.toMatch(/token|k-123/);
+    expect(second.protocols).toEqual(["llm-manager", "bearer.ay0xMjM"]);
     expect(screen.getByTestId("epoch")).toHaveTextContent("1");
     await waitFor(() => expect(mocked.getModels).toHaveBeenCalledTimes(2));
+
+    act(() => setAdminKey("ключ-🔑"));
+    expect(second.readyState).toBe(FakeWebSocket.CLOSED);
+    expect(FakeWebSocket.latest().protocols).toEqual(["llm-manager", "bearer.0LrQu9GO0Yct8J-UkQ"]);
+
     act(() => setAdminKey(""));
+    expect(FakeWebSocket.latest().protocols).toEqual(["llm-manager"]);
+    expect(FakeWebSocket.instances.every((ws) => !ws.url.includes("?"))).toBe(true);
   });
 
   it("surfaces a load error", async () => {

@@ -10,7 +10,14 @@ import {
   type ReactNode,
 } from "react";
 import { getAdminKey, onAdminKeyChange } from "../api/auth";
-import { errorMessage, eventStreamUrl, getDevices, getModels, httpStatus } from "../api/client";
+import {
+  errorMessage,
+  eventStreamProtocols,
+  eventStreamUrl,
+  getDevices,
+  getModels,
+  httpStatus,
+} from "../api/client";
 import type { ClientMessage, ServerMessage } from "../api/types";
 import { useEventStream } from "../hooks/useEventStream";
 import { LiveContext, type LiveContextValue, type LogListener } from "./liveContext";
@@ -48,8 +55,15 @@ export function LiveDataProvider({ children }: { children: ReactNode }) {
     }
   }, []);
 
-  const url = useMemo(() => eventStreamUrl(adminKey), [adminKey]);
-  const { status, retryInMs, attempts, send } = useEventStream({ url, onMessage, onOpen });
+  // The admin key rides in the subprotocol list, not the URL (which ends up in logs).
+  const url = useMemo(() => eventStreamUrl(), []);
+  const protocols = useMemo(() => eventStreamProtocols(adminKey), [adminKey]);
+  const { status, retryInMs, attempts, send } = useEventStream({
+    url,
+    protocols,
+    onMessage,
+    onOpen,
+  });
 
   const refresh = useCallback(
     () =>

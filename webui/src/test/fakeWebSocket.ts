@@ -13,6 +13,10 @@ export class FakeWebSocket {
   readonly CLOSED = 3;
 
   url: string;
+  /** Subprotocols offered to the constructor, normalized to a list. */
+  protocols: string[];
+  /** Subprotocol the "server" selected; set by open(), like the browser's WebSocket.protocol. */
+  protocol = "";
   readyState = FakeWebSocket.CONNECTING;
   sent: unknown[] = [];
   onopen: ((ev: Event) => void) | null = null;
@@ -20,8 +24,10 @@ export class FakeWebSocket {
   onclose: ((ev: CloseEvent) => void) | null = null;
   onerror: ((ev: Event) => void) | null = null;
 
-  constructor(url: string) {
-    this.url = url;
+  constructor(url: string | URL, protocols?: string | string[]) {
+    this.url = String(url);
+    this.protocols =
+      protocols === undefined ? [] : typeof protocols === "string" ? [protocols] : [...protocols];
     FakeWebSocket.instances.push(this);
   }
 
@@ -36,7 +42,9 @@ export class FakeWebSocket {
   }
 
   // ---- test controls ----
-  open(): void {
+  /** Completes the handshake; the server selects `protocol` (default: the first offered). */
+  open(protocol: string = this.protocols[0] ?? ""): void {
+    this.protocol = protocol;
     this.readyState = FakeWebSocket.OPEN;
     this.onopen?.(new Event("open"));
   }
