@@ -8,6 +8,8 @@ that mentions ``"usage"``, parsing that one event.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,8 +19,12 @@ import httpx
 
 from .errors import UpstreamError, UpstreamTimeout
 
+log = logging.getLogger("llm_manager.proxy")
+
 USAGE_MARK = b'"usage"'
 DONE_EVENT = b"data: [DONE]"
+
+
 @dataclass
 class Outcome:
     """What the relay observed, for the usage record."""
@@ -166,10 +172,20 @@ def _url(url: str) -> httpx.URL:
     return parsed
 
 
+_ADDRESS = re.compile(r"https?://\S+|\(\s*'[^']*',\s*\d+\s*\)|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+
+
+def _failure(exc: Exception, name: str, url: str, what: str) -> str:
+    """A client-facing failure text: the model's name, never the internal upstream address (logged instead)."""
+    log.warning("upstream %s (%s) %s: %s: %s", url, name, what, type(exc).__name__, exc)
+    detail = _ADDRESS.sub("the model server", str(exc)).strip()
+    return f"{name} {what}: {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
 async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: bool, timeout: float,
                   on_headers: Callable[[int, str], None], write: Callable[[bytes], Awaitable[None]],
-                  hide_usage: bool, out: Outcome | None = None) -> Outcome:
-    """POST ``content`` to ``url``; errors become 502/504.
+                  hide_usage: bool, out: Outcome | None = None, name: str = "the model server") -> Outcome:
+    """POST ``content`` to ``url``; errors become 502/504 naming ``name`` (the client never sees ``url``).
 
     A streamed (SSE) answer is relayed through ``write`` as it arrives; any other answer is read whole
     and left in ``Outcome.body`` for the caller to send in one piece (one write, with Content-Length).
@@ -182,9 +198,10 @@ async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: b
     try:
         resp = await client.send(request, stream=True)
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"upstream {url} did not answer within {timeout:g} s") from exc
+        log.warning("upstream %s (%s) did not answer within %g s", url, name, timeout)
+        raise UpstreamTimeout(f"{name} did not answer within {timeout:g} s (request_timeout)") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"upstream {url} failed: {type(exc).__name__}: {exc}") from exc
+        raise UpstreamError(_failure(exc, name, url, "failed")) from exc
     try:
         out.status = resp.status_code
         ctype = resp.headers.get("content-type", "application/json")
@@ -200,9 +217,10 @@ async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: b
                 out.error = data[:500].decode("utf-8", errors="replace")
             out.body = data
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"upstream {url} stopped sending for {timeout:g} s") from exc
+        log.warning("upstream %s (%s) stopped sending for %g s", url, name, timeout)
+        raise UpstreamTimeout(f"{name} stopped sending for {timeout:g} s (request_timeout)") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"upstream {url} broke off: {type(exc).__name__}: {exc}") from exc
+        raise UpstreamError(_failure(exc, name, url, "broke off")) from exc
     finally:
         await resp.aclose()
     return out

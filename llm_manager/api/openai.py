@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,14 @@ from typing import Any
 import tornado.iostream
 from tornado import httputil
 
-from ..errors import BadRequest, LLMManagerError, PayloadTooLarge, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    LLMManagerError,
+    ModelNotFound,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from ..manager import Manager
 from ..proxy import Outcome, forward, prepare_stream_body
 from ..usage.record import UsageRecord
@@ -27,21 +35,39 @@ STREAMABLE = {"v1/chat/completions", "v1/completions"}
 
 
 class ModelsHandler(BaseHandler):
-    """GET /v1/models (and /v1/models/{id}): every model and alias, with its state."""
+    """GET /v1/models (and /v1/models/{id}): every model and alias, with its state (a scoped key sees its own)."""
 
     def get(self, model_id: str | None = None) -> None:
-        self.manager.authorize_request(self, None)
+        key = self.manager.authorize_request(self, None)
+        allowed = self._allowed(key)
         created = int(self.manager.started_at)
         if model_id:
+            if allowed is not None and self._canonical(model_id) not in allowed:
+                raise ModelNotFound(f"model {model_id!r} not found", param="model")
             info = self.manager.model_info(model_id)
             self.write_json(_model_obj(info["name"], created, info))
             return
         data = []
         for info in self.manager.models_info():
+            if allowed is not None and info["name"] not in allowed:
+                continue
             data.append(_model_obj(info["name"], created, info))
             data.extend(_model_obj(alias, created, info, parent=info["name"]) for alias in info["aliases"]
                         if alias != info["name"])
         self.write_json({"object": "list", "data": data})
+
+    def _canonical(self, name: str) -> str | None:
+        try:
+            return self.manager.resolve(name).name
+        except LLMManagerError:
+            return None
+
+    def _allowed(self, key: Any) -> set[str] | None:
+        """The model names a key scoped to some models (by name or alias) may use; None: all of them."""
+        models = getattr(key, "models", None)
+        if not models:
+            return None
+        return {n for n in map(self._canonical, models) if n is not None}
 
 
 def _model_obj(model_id: str, created: int, info: dict[str, Any], parent: str | None = None) -> dict[str, Any]:
@@ -50,20 +76,96 @@ def _model_obj(model_id: str, created: int, info: dict[str, Any], parent: str | 
 
 
 class V1OtherHandler(BaseHandler):
-    """``/v1/...`` requests that are not POSTs (those go to ``ProxyExchange``): CORS preflights, else 405."""
+    """``/v1/...`` requests that are not POSTs (those go to ``ProxyExchange``): CORS preflights; 405 on an
+    endpoint, 404 elsewhere."""
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS" and self.request.path.strip("/") not in ENDPOINTS.table(self.manager):
+            raise NotFound(f"no route for {self.request.method} {self.request.path}")
+
+
+class EndpointTable:
+    """Every path the loaded interface plugins serve (their endpoints and aliases, such as ``v2/rerank``),
+    mapped to the endpoint it is forwarded and counted as. Rebuilt when the plugins are reloaded."""
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._table: dict[str, str] = {}
+
+    def table(self, manager: Manager) -> dict[str, str]:
+        interfaces = manager.interfaces
+        if interfaces is not self._source:  # reloading the plugins replaces the dict
+            table: dict[str, str] = {}
+            for iface in list(interfaces.values()):
+                try:
+                    table.update((e.strip("/"), e.strip("/")) for e in iface.get_supported_endpoints())
+                    aliases = getattr(iface, "get_endpoint_aliases", dict)()
+                    table.update((a.strip("/"), e.strip("/")) for a, e in aliases.items() if a.strip("/") not in table)
+                except Exception:  # a broken plugin: its endpoints are not served, the others are
+                    log.exception("interface plugin %r: listing its endpoints failed", iface)
+            self._source, self._table = interfaces, table
+        return self._table
+
+
+ENDPOINTS = EndpointTable()
+
+# The common numeric fields of OpenAI requests: field -> (integer?, minimum, maximum); None is no bound.
+# max_tokens -1 is llama-server's "no limit"; 0 is legacy completions with echo scoring a prompt.
+NUMERIC_FIELDS: dict[str, tuple[bool, float | None, float | None]] = {
+    "max_tokens": (True, -1, None), "max_completion_tokens": (True, 1, None), "n": (True, 1, None),
+    "temperature": (False, 0, 2), "top_p": (False, 0, 1), "presence_penalty": (False, -2, 2),
+    "frequency_penalty": (False, -2, 2), "seed": (True, None, None), "top_k": (True, -1, None),
+    "top_logprobs": (True, 0, 20),
+}
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)[:40]
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """400 naming the field (``param``) for a common field of the wrong type or out of range.
+
+    Upstreams ignore some of these (a negative max_tokens) or refuse them in their own error shape.
+    On the hot path: a dozen dict lookups; absent and null fields are skipped.
+    """
+    for name, (integer, low, high) in NUMERIC_FIELDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if (type(value) is bool or not isinstance(value, (int, float))
+                or (isinstance(value, float) and (not math.isfinite(value) or (integer and not value.is_integer())))):
+            raise BadRequest(f"{name} must be {'an integer' if integer else 'a number'}, got {_shown(value)}",
+                             param=name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bound = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+                f">= {low:g}" if low is not None else f"<= {high:g}")
+            if name == "max_tokens":
+                bound = ">= 0 (or -1: no limit)"
+            raise BadRequest(f"{name} must be {bound}, got {_shown(value)}", param=name)
+    stream = body.get("stream")
+    if stream is not None and type(stream) is not bool:
+        raise BadRequest(f"stream must be true or false, got {_shown(stream)}", param="stream")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and type(logprobs) is not bool and (type(logprobs) is not int or logprobs < 0):
+        raise BadRequest("logprobs must be a boolean (chat) or an integer >= 0 (completions), "
+                         f"got {_shown(logprobs)}", param="logprobs")
 
 
 def route_v1(manager: Manager) -> Callable[[httputil.RequestStartLine], Callable[..., Exchange] | None]:
-    """The intake's route: every ``POST /v1/...`` but ``/v1/models`` becomes a ``ProxyExchange``."""
+    """The intake's route: every ``POST /v1/...`` but ``/v1/models`` becomes a ``ProxyExchange``, and so does a
+    POST to a plugin's endpoint alias outside /v1 (``/v2/rerank``)."""
 
     def make(connection: httputil.HTTPConnection) -> Exchange:
         return ProxyExchange(manager, connection)
 
     def route(start_line: httputil.RequestStartLine) -> Callable[..., Exchange] | None:
+        if start_line.method != "POST":
+            return None
         path = start_line.path
-        if start_line.method == "POST" and path.startswith("/v1/") and not path.startswith("/v1/models"):
-            return make
-        return None
+        if path.startswith("/v1/"):
+            return None if path.startswith("/v1/models") else make
+        return make if path.partition("?")[0].strip("/") in ENDPOINTS.table(manager) else None
 
     return route
 
@@ -92,11 +194,17 @@ class ProxyExchange(Exchange):
             raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
         request = self.request
         assert request is not None
-        endpoint = self.path.strip("/")
+        endpoint = ENDPOINTS.table(self.manager).get(self.path.strip("/"))
+        if endpoint is None:  # before the body is looked at: no model makes an unknown path exist
+            raise NotFound(f"no endpoint {self.method} {self.path}; served: "
+                           + ", ".join("/" + e for e in sorted(ENDPOINTS.table(self.manager))))
         body = json_object(raw)
         name = body.get("model")
-        if not isinstance(name, str) or not name:
+        if name is None:
             raise BadRequest("missing required field: model", param="model")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"model must be a non-empty string (a model name or alias), got {_shown(name)}",
+                             param="model")
         key = self.manager.authorize_request(self, name)
         model = self.manager.resolve(name)
         iface = self.manager.interfaces.get(model.mode)
@@ -108,6 +216,7 @@ class ProxyExchange(Exchange):
         problem = iface.validate_body(endpoint, body)
         if problem:
             raise BadRequest(problem, param=problem.split(":")[0])
+        check_fields(body)
         stream = body.get("stream") is True
         self.manager.check_budget(key, model.name)
         rec = UsageRecord(model=model.name, endpoint=endpoint.removeprefix("v1/"), status=0, alias=name,
@@ -159,7 +268,7 @@ class ProxyExchange(Exchange):
 
             out = self.outcome = Outcome()
             await forward(self.manager.http, url, content, stream, model.request_timeout, on_headers, write,
-                          hide_usage, out)
+                          hide_usage, out, name=f"model {model.name}")
             if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
                 self.send_whole(status_ctype[0], status_ctype[1], out.body)
             elif not self.headers_written:  # a stream that sent no event at all

@@ -12,6 +12,11 @@ from typing import Any
 import httpx
 
 
+def article(word: str) -> str:
+    """'a' or 'an' before ``word`` (by its first letter: "an Embedding model", "a Chat model")."""
+    return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"
+
+
 class InterfacePlugin(ABC):
     """Endpoints and request validation for one model mode (Chat, Base, Embedding, ...)."""
 
@@ -23,13 +28,20 @@ class InterfacePlugin(ABC):
     def get_supported_endpoints(self) -> set[str]:
         """Endpoint paths without the leading slash, e.g. ``{"v1/chat/completions"}``."""
 
+    def get_endpoint_aliases(self) -> dict[str, str]:
+        """Other paths clients post to for one of the endpoints (Cohere's ``v2/rerank``): path -> endpoint.
+
+        The request is validated and forwarded upstream as the endpoint it names, and counted as it.
+        """
+        return {}
+
     def validate_request(self, path: str, model_alias: str) -> tuple[bool, str]:
         """(ok, message). The default accepts exactly the supported endpoints."""
         endpoint = path.strip("/")
         if endpoint in self.get_supported_endpoints():
             return True, ""
         usable = ", ".join("/" + e for e in sorted(self.get_supported_endpoints()))
-        return False, f"model {model_alias} is a {self.interface_name} model; use {usable}"
+        return False, f"model {model_alias} is {article(self.interface_name)} {self.interface_name} model; use {usable}"
 
     def validate_body(self, endpoint: str, body: dict[str, Any]) -> str | None:
         """An error message naming the bad field, or None. Called after JSON parsing."""

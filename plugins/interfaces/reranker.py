@@ -1,4 +1,5 @@
-"""Reranker mode: /v1/rerank (Jina/Cohere shape, as llama.cpp and TEI serve it)."""
+"""Reranker mode: /v1/rerank (Jina/Cohere shape, as llama.cpp and TEI serve it), also at /rerank and at
+/v2/rerank, Cohere's v2 path, which litellm's cohere provider posts to by default."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ class RerankerInterface(InterfacePlugin):
 
     def get_supported_endpoints(self) -> set[str]:
         return {"v1/rerank"}
+
+    def get_endpoint_aliases(self) -> dict[str, str]:
+        return {"rerank": "v1/rerank", "v2/rerank": "v1/rerank"}
 
     def validate_body(self, endpoint: str, body: dict[str, Any]) -> str | None:
         if not isinstance(body.get("query"), str):
