@@ -18,7 +18,6 @@ from .errors import ConfigError
 from .loading import read_config, read_document
 from .plugins import BUILTIN_DIR, PluginFolder
 from .router import Router
-from .supervisor import State
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,7 @@ async def apply_config(manager: Any, new: Config) -> dict[str, list[str]]:
         await sup.stop("removed from the config")
         sup.log.close()
     for sup in manager.supervisors.values():
-        model = new.models[sup.model.name]
-        sup.config = new
-        if sup.model.name in changed:
-            sup.model = model
-            sup.gate.limit, sup.gate.max_queue, sup.gate.timeout = (model.max_concurrency, model.max_queue,
-                                                                    model.queue_timeout)
-            sup.pending_restart = sup.state in (State.STARTING, State.READY)
+        sup.take_config(new, new.models[sup.model.name])
     for name in added:
         manager._add_supervisor(new.models[name])
     if new.program != old.program:

@@ -171,6 +171,14 @@ class Supervisor:
 
     # ------------------------------------------------------------------ start
 
+    def take_config(self, config: Config, model: ModelConfig) -> None:
+        """A reloaded config: new limits apply at once; a running process restarts once idle if its block changed."""
+        changed = model != self.model
+        self.config, self.model = config, model
+        self.gate.set_limits(model.max_concurrency, model.max_queue, model.queue_timeout)
+        if changed and self.state in (State.STARTING, State.READY):
+            self.pending_restart = True
+
     def check_backoff(self) -> None:
         """A model that keeps crashing is not relaunched before its back-off ends."""
         wait = self.retry_at - time.monotonic()
