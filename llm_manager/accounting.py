@@ -20,6 +20,9 @@ from .usage.pricing import parse_pricing, period_start, reprice
 from .usage.store import ApiKey
 
 DAY = 86400.0
+FIRST_KEY_WARNING = ("this is the first API key, so authentication is now ON: every /v1 request needs "
+                     "'Authorization: Bearer <key>' and requests without a key get 401 (until now /v1 was open to "
+                     "anyone). Give your clients a key; revoking every key opens /v1 again.")
 
 
 class AccountingMixin:
@@ -101,7 +104,10 @@ class AccountingMixin:
         return out
 
     def create_key(self, name: str, models: list[str] | None = None) -> dict[str, Any]:
-        """A new API key; its secret is in the answer's ``key`` and is never shown again."""
+        """A new API key; its secret is in the answer's ``key`` and is never shown again.
+
+        When it is the first key, /v1 stops being open: the answer's ``warning`` says so.
+        """
         if not isinstance(name, str) or not name.strip():
             raise BadRequest("name: required", param="name")
         models = models or []
@@ -113,9 +119,13 @@ class AccountingMixin:
         secret = new_secret()
         row = ApiKey(id="key-" + uuid.uuid4().hex[:12], name=name.strip(), key_hash=hash_key(secret),
                      prefix=secret[:12], models=json.dumps(models))
+        was_open = not self.security.auth_required
         self.store.add_key(row)
         self.security.load_store_keys()
-        return {"id": row.id, "name": row.name, "key": secret, "prefix": row.prefix, "models": models}
+        out = {"id": row.id, "name": row.name, "key": secret, "prefix": row.prefix, "models": models}
+        if was_open:  # nobody needed a key until now: say so where the key is shown, not after the first 401
+            out["warning"] = FIRST_KEY_WARNING
+        return out
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         if self.store is None or not self.store.revoke_key(key_id):

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -146,24 +147,63 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- talking to a running manager
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV = "LLM_MANAGER_URL"
 
-def _client(args: argparse.Namespace) -> Any:
+
+def config_url(config: Config) -> str | None:
+    """Where a client reaches the manager serving ``config`` (None when its port is picked at start)."""
+    host, port = config.program.host or "127.0.0.1", config.program.port
+    if not port:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard bind is reached on loopback
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def default_url() -> str:
+    return os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def _client(args: argparse.Namespace, url: str | None = None) -> Any:
     from .client import Client
 
-    return Client(args.url, api_key=args.admin_key)
+    return Client(url or args.url or default_url(), api_key=args.admin_key)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    """Print ``rows`` as aligned columns under a header; ``columns`` is [(header, key)]."""
+    cells = [[h for h, _ in columns]] + [["-" if r.get(k) in (None, "", []) else str(r[k]) for _, k in columns]
+                                          for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+MODEL_COLUMNS = [("MODEL", "name"), ("MODE", "mode"), ("STATE", "state"), ("PROFILE", "profile"),
+                 ("PORT", "port"), ("PID", "pid"), ("IN_FLIGHT", "in_flight"), ("QUEUED", "queued")]
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    for m in _client(args).models_info():
-        print(f"{m['name']:<32} {m['mode']:<10} {m['state']:<9} profile={m['profile'] or '-'} port={m['port']} "
-              f"in_flight={m['in_flight']} queued={m['queued']}")
+    models = _client(args).models_info()
+    if args.json:
+        print(json.dumps(models, indent=2))
+    else:
+        _table(models, MODEL_COLUMNS)
     return 0
 
 
 def cmd_start_stop(args: argparse.Namespace) -> int:
     client = _client(args)
     info = client.start_model(args.model) if args.command == "start" else client.stop_model(args.model)
-    print(json.dumps(info, indent=2))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    line = f"{info['name']}: {info['state']}"
+    if info["state"] == "ready":
+        line += f" (profile {info['profile'] or '-'}, pid {info['pid']}, port {info['port']})"
+    print(line)
+    if info.get("last_error"):
+        print(f"  last error: {info['last_error']}")
     return 0
 
 
@@ -175,6 +215,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             return 1
         key = client.create_key(args.name, args.models)
         print(f"created key {key['id']} ({key['name']}); the secret is shown once:\n{key['key']}")
+        if key.get("warning"):  # the first key: /v1 is closed to clients without one from now on
+            print(f"warning: {key['warning']}", file=sys.stderr)
     elif args.action == "revoke":
         client.revoke_key(args.name)
         print(f"revoked {args.name}")
@@ -186,24 +228,40 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    from .client import Client
+def _plan_url(args: argparse.Namespace, config: Config | None) -> str | None:
+    """--url; else the host and port of --config; else $LLM_MANAGER_URL; else those of ./config.json or the demo."""
+    if args.url:
+        return args.url
+    if args.config is None and os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    return config_url(config) if config is not None else DEFAULT_URL
 
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    config: Config | None = None
+    config_error: ConfigError | None = None
     try:
-        result = Client(args.url, api_key=args.admin_key).plan(args.model)
-        source = f"running manager at {args.url}"
-    except ConnectionError:
-        try:
-            config = read_config(resolve_config_path(args.config))
-        except ConfigError as exc:
+        config = read_config(resolve_config_path(args.config))
+    except ConfigError as exc:
+        if args.config is not None:  # a config named on purpose must be valid; ./config.json only gives the port
             return fail_config(exc)
+        config_error = exc
+    url = _plan_url(args, config)
+    try:
+        if url is None:
+            raise ConnectionError("the config picks its port at start")
+        result = _client(args, url).plan(args.model)
+        source = f"running manager at {url}"
+    except ConnectionError:
+        if config is None:
+            return fail_config(config_error) if config_error else 1
         model = config.models.get(args.model) or next(
             (m for m in config.models.values() if args.model in m.names), None)
         if model is None:
             print(f"unknown model {args.model}", file=sys.stderr)
             return 1
         result = _offline_plans(config)["plans"][model.name].to_dict()
-        source = "config only (no manager running; nothing loaded)"
+        source = f"config only: no manager answering at {url}; nothing loaded" if url else "config only; nothing loaded"
     print(f"plan for {result['model']} ({source}):")
     print(f"  fits: {result['fits']}  profile: {result['profile'] or '-'}  evict: {', '.join(result['evict']) or '-'}")
     print(f"  {result['reason']}")
@@ -216,7 +274,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_fake_backend(args: argparse.Namespace, rest: list[str]) -> int:
     from .testing.fake_backend import main as fake_main
 
-    return fake_main(rest)
+    return fake_main(rest, prog="llm-manager fake-backend")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,21 +289,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--data-dir", help="where usage data, logs and pid files go (default ./.llm-manager)")
     s.add_argument("--no-dashboard", action="store_true", help="do not mount the Panel dashboard")
-    c = sub.add_parser("check-config", help="validate a config and show what would be chosen now")
-    c.add_argument("file")
-    for name in ("models", "start", "stop", "plan"):
-        q = sub.add_parser(name, help=f"{name} (talks to a running manager)")
+    c = sub.add_parser("check-config", help="validate a config and show what would be chosen now",
+                       description="Validate a config file (exit status 2 naming the JSON path when it is invalid) and "
+                                   "print every model, its aliases, mode and profiles, and the profile placement "
+                                   "would choose now with nothing loaded. Needs no running manager.")
+    c.add_argument("file", help="the config.json to check")
+    helps = {"models": "list the models of a running manager: state, profile, port, load",
+             "start": "start a model on a running manager and wait until it is ready",
+             "stop": "stop a model on a running manager",
+             "plan": "what starting a model would do now (profile, evictions, memory); asks the manager of --config, "
+                     "else plans from the config alone"}
+    url_help = f"the manager's URL (default: ${URL_ENV} if set, else {DEFAULT_URL})"
+    for name, text in helps.items():
+        q = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         if name != "models":
-            q.add_argument("model")
-        q.add_argument("--url", default="http://127.0.0.1:8080")
-        q.add_argument("--admin-key")
-        q.add_argument("--config", help="for plan without a running manager")
-    k = sub.add_parser("keys", help="list, create or revoke API keys (talks to a running manager)")
+            q.add_argument("model", help="model name or alias")
+        if name == "plan":
+            q.add_argument("--url", help=f"the manager to ask (default: the host and port of --config; without "
+                                         f"--config, ${URL_ENV} if set, else the host and port of ./config.json, "
+                                         f"else {DEFAULT_URL})")
+            q.add_argument("--config", metavar="FILE",
+                           help="config.json of the manager to ask, and to plan from when no manager answers "
+                                "(default ./config.json, else the bundled demo)")
+        else:
+            q.add_argument("--url", help=url_help)
+            q.add_argument("--json", action="store_true",
+                           help="print the manager's JSON answer (for scripts) instead of the summary")
+        q.add_argument("--admin-key", help="the manager's admin_key (default: $LLM_MANAGER_ADMIN_KEY)")
+    k = sub.add_parser("keys", help="list, create or revoke API keys (talks to a running manager)",
+                       description="List, create or revoke API keys. The first key created closes /v1 to clients "
+                                   "without a key.")
     k.add_argument("action", choices=["list", "create", "revoke"])
     k.add_argument("name", nargs="?", help="name of a new key, or the id to revoke")
     k.add_argument("--models", nargs="*", help="models the new key may use (default: all)")
-    k.add_argument("--url", default="http://127.0.0.1:8080")
-    k.add_argument("--admin-key")
+    k.add_argument("--url", help=url_help)
+    k.add_argument("--admin-key", help="the manager's admin_key (default: $LLM_MANAGER_ADMIN_KEY)")
     sub.add_parser("fake-backend", help="run the OpenAI-compatible test backend (see --help)", add_help=False)
     return p
 

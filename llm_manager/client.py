@@ -21,12 +21,14 @@ class Client:
         self.url = (url or os.environ.get("LLM_MANAGER_URL") or "http://127.0.0.1:8080").rstrip("/")
         key = api_key or os.environ.get("LLM_MANAGER_ADMIN_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, trust_env=False)
+        # connecting is quick or nothing answers: fail fast there, wait long only for answers (a start may take minutes)
+        self.http = httpx.Client(base_url=self.url, headers=headers, trust_env=False,
+                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             r = self.http.request(method, path, **kw)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ConnectionError(f"no llm-manager answering at {self.url}: {exc}") from None
         if r.status_code >= 400:
             try:
@@ -106,7 +108,10 @@ class Client:
         return self._call("GET", "/api/keys")["keys"]
 
     def create_key(self, name: str, models: list[str] | None = None) -> dict[str, Any]:
-        """A new API key; its secret is in the answer's ``key`` and is never shown again."""
+        """A new API key; its secret is in the answer's ``key`` and is never shown again.
+
+        The first key turns authentication on for /v1; the answer's ``warning`` then says so.
+        """
         return self._call("POST", "/api/keys", json={"name": name, "models": models or []})
 
     def revoke_key(self, key_id: str) -> dict[str, Any]:

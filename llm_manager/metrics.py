@@ -1,5 +1,8 @@
 """Prometheus metrics: counters and histograms fed per request, gauges read from the Manager at scrape time.
 
+Names follow Prometheus conventions (``promtool check metrics`` is clean): base units in the name (bytes,
+seconds), ``_total`` on counters.
+
 Each Manager has its own registry, so several managers in one process (tests, notebooks) never clash.
 """
 
@@ -14,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from .usage.record import UsageRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MIB = 1024 * 1024  # readings are in MB as the config writes them (MiB); Prometheus wants base units: bytes
 STATES = ("stopped", "starting", "ready", "stopping", "failed")
 
 
@@ -32,12 +36,12 @@ class ManagerCollector:
                 state.add_metric([info["name"], s], 1.0 if info["state"] == s else 0.0)
             in_flight.add_metric([info["name"]], info["in_flight"])
             queued.add_metric([info["name"]], info["queued"])
-        used = GaugeMetricFamily("llm_device_memory_used_mb", "device memory in use", labels=["device"])
-        total = GaugeMetricFamily("llm_device_memory_total_mb", "device memory", labels=["device"])
+        used = GaugeMetricFamily("llm_device_memory_used_bytes", "device memory in use", labels=["device"])
+        total = GaugeMetricFamily("llm_device_memory_total_bytes", "device memory", labels=["device"])
         online = GaugeMetricFamily("llm_device_online", "1 when the device is online", labels=["device"])
         for d in self.manager.device_readings:
-            used.add_metric([d["name"]], float(d.get("used_memory_mb") or 0))
-            total.add_metric([d["name"]], float(d.get("total_memory_mb") or 0))
+            used.add_metric([d["name"]], float(d.get("used_memory_mb") or 0) * MIB)
+            total.add_metric([d["name"]], float(d.get("total_memory_mb") or 0) * MIB)
             online.add_metric([d["name"]], 1.0 if d.get("online") else 0.0)
         yield from (state, in_flight, queued, used, total, online)
 

@@ -298,6 +298,10 @@ class ControlPanel(w.VBox):
         for d in self.devices:
             self.gauges[d["name"]].update(d)
 
+    def states(self) -> dict[str, str]:
+        """Each model's state as plain text, as last read (the state labels hold styled HTML for the widget)."""
+        return {m["name"]: m["state"] for m in self.models}
+
     async def wait_for(self, model: str, state: str, timeout: float = 60.0) -> None:
         """Refresh until ``model`` shows ``state`` (used by notebooks and tests)."""
         deadline = time.monotonic() + timeout

@@ -76,7 +76,10 @@ class RepriceHandler(UsageHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        self.write_json(await self.blocking(self.manager.reprice, body.get("pricing"), float(body.get("days", 30))))
+        days = body.get("days", 30)
+        if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
+            raise BadRequest("days: expected a positive number", param="days")
+        self.write_json(await self.blocking(self.manager.reprice, body.get("pricing"), float(days)))
 
 
 class PricingHandler(UsageHandler):

@@ -299,8 +299,8 @@ async def serve(options: BackendOptions) -> int:
     return 0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="fake_backend", description="Fake llama-server for tests and benchmarks.")
+def parse_args(argv: list[str] | None = None, prog: str = "fake_backend") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description="Fake llama-server for tests and benchmarks.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True, help="0 picks a free port (printed on start)")
     p.add_argument("--model", default="fake-model", help="model id reported in every answer")
@@ -326,9 +326,9 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "fake_backend") -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)  # a SIGTERM during start-up still exits 0
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     if args.fail_start:
         print(f"error: failed to load model '{args.model}'", file=sys.stderr, flush=True)
         return 1

@@ -120,6 +120,12 @@ def test_usage_and_cost_are_counted_streams_included(mgr):
     assert any(row["key_id"] == "cfg:user" for row in by_key)
 
 
+@pytest.mark.parametrize("days", ["lots", None, -3, True])
+def test_reprice_with_bad_days_is_a_400(mgr, days):
+    r = mgr.http.post("/api/usage/reprice", json={"pricing": {}, "days": days})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "days", r.text
+
+
 def test_reprice_and_set_price(mgr):
     ask(mgr, USER)
     r = mgr.http.post("/api/usage/reprice", json={"pricing": {"chat": {"input": 2.0, "output": 4.0, "per": 1000}}})

@@ -141,7 +141,7 @@ def test_plan_cli_without_a_running_manager(tmp_path):
     path.write_text(json.dumps(doc))
     r = _cli("plan", "Qwen3-Embedding-8B", "--config", str(path), "--url", "http://127.0.0.1:9")
     assert r.returncode == 3  # does not fit: 6500 MB needed, 6000 MB on the card
-    assert "config only (no manager running" in r.stdout and "needs   6500 MB" in r.stdout
+    assert "config only: no manager answering at http://127.0.0.1:9" in r.stdout and "needs   6500 MB" in r.stdout
     r = _cli("plan", "bge-reranker-v2-m3", "--config", str(path), "--url", "http://127.0.0.1:9")
     assert r.returncode == 0 and "profile: RTX4060" in r.stdout
 
