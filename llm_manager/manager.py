@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from . import hotreload
+from . import __version__, hotreload
 from .accounting import AccountingMixin
 from .config import Config, ModelConfig
+from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
 from .errors import NoCapacity, NotFound, StartFailed, Unavailable
 from .events import EventBus
 from .logs import ModelLog
-from .placement import Holding, Plan, plan
+from .placement import Plan, plan
 from .plugins import load_plugins
 from .reaper import Reaper
 from .router import Router
@@ -35,20 +36,13 @@ from .usage.record import UsageRecord
 log = logging.getLogger(__name__)
 
 
-def _group_of(pid: int | None) -> int | None:
-    """The process group of a pid (model processes lead their own group), or None."""
-    try:
-        return os.getpgid(pid) if pid else None
-    except (ProcessLookupError, PermissionError):
-        return None
-
-
 def default_data_dir() -> Path:
     return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
 
 
-class Manager(AccountingMixin):
-    """Drives models, devices and requests; also the usage/cost/keys surface (AccountingMixin)."""
+class Manager(AccountingMixin, DeviceSnapshotMixin):
+    """Drives models, devices and requests; also the usage/cost/keys surface (AccountingMixin) and the
+    device snapshots placement decides on (DeviceSnapshotMixin)."""
 
     def __init__(self, config: Config, data_dir: Path | str | None = None):
         self.config = config
@@ -151,62 +145,22 @@ class Manager(AccountingMixin):
         self.events.append(event)
         del self.events[:-500]
 
-    # ------------------------------------------------------------------ devices
-
-    def _ledger(self, device_name: str) -> int:
-        """MB that loaded (ready or stopping) models hold on a device: simulated GPUs report it as used."""
-        total = 0
-        for sup in self.supervisors.values():
-            if sup.state in (State.READY, State.STOPPING) and sup.profile is not None:
-                mapping = self.devices.resolve(sup.profile.required_devices)
-                total += sum(mb for cfg, mb in sup.profile.memory_mb.items() if mapping.get(cfg) == device_name)
-        return total
-
-    async def sample_devices(self) -> list[dict[str, Any]]:
-        readings = await asyncio.get_running_loop().run_in_executor(None, self.devices.read)
-        self.device_readings = readings
-        self.device_history.append({"ts": self.devices.last_ts, "devices": [
-            {k: r.get(k) for k in ("name", "online", "used_memory_mb", "total_memory_mb", "usage_percentage",
-                                   "temperature_celsius")} for r in readings]})
-        return readings
-
-    def devices_info(self) -> dict[str, Any]:
-        """The last device readings, each with the models that hold memory on it."""
-        holders: dict[str, list[dict[str, Any]]] = {}
-        for sup in self.supervisors.values():
-            if sup.profile is None or sup.state not in (State.STARTING, State.READY, State.STOPPING):
-                continue
-            mapping = self.devices.resolve(sup.profile.required_devices)
-            for cfg, mb in sup.profile.memory_mb.items():
-                if mapping.get(cfg):
-                    holders.setdefault(mapping[cfg], []).append({"model": sup.model.name, "memory_mb": mb,
-                                                                 "state": sup.state.value})
-        owners = {s.pid: s.model.name for s in self.supervisors.values() if s.pid}
-        devices = []
-        for r in self.device_readings:
-            entry = {**r, "models": holders.get(r["name"], [])}
-            if r.get("processes"):
-                entry["processes"] = [{**p, "model": owners.get(_group_of(p.get("pid")))} for p in r["processes"]]
-            devices.append(entry)
-        return {"devices": devices, "ts": self.devices.last_ts, "errors": [e.to_dict() for e in self.devices.errors]}
-
     # ------------------------------------------------------------------ placement
 
-    def _holdings(self) -> list[Holding]:
-        out = []
-        for sup in self.supervisors.values():
-            if sup.profile is not None and sup.state in (State.STARTING, State.READY, State.STOPPING):
-                out.append(Holding(sup.model.name, dict(sup.profile.memory_mb), sup.state.value, sup.busy,
-                                   sup.last_used))
-        return out
-
     async def plan(self, name: str) -> Plan:
-        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit."""
+        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit.
+
+        Taken under the placement lock, as a start would, so it never sees a start half-placed."""
+        async with self._placement_lock:
+            return await self._plan_locked(name)
+
+    async def _plan_locked(self, name: str) -> Plan:
+        """Plan on one snapshot of device readings and holdings; the caller holds the placement lock."""
         model = self.router.resolve(name)
-        readings = await self.sample_devices()
+        readings, holdings = await self.read_devices()
         names = {d for p in model.profiles for d in p.required_devices}
         view = self.devices.placement_view(names, readings)
-        return plan(model.name, model.profiles, view, self._holdings())
+        return plan(model.name, model.profiles, view, holdings)
 
     async def _ensure_ready(self, sup: Supervisor) -> None:
         """Start the model if needed; concurrent callers share one start. Raises 503-type errors."""
@@ -230,7 +184,7 @@ class Manager(AccountingMixin):
             async with self._placement_lock:
                 if sup.state not in (State.STOPPED, State.FAILED):
                     continue
-                p = await self.plan(sup.model.name)
+                p = await self._plan_locked(sup.model.name)
                 if not p.fits:
                     raise NoCapacity(f"cannot start model {sup.model.name}: {p.reason}", extra={"plan": p.to_dict()})
                 victims = [self.supervisors[v] for v in p.evict]
@@ -296,6 +250,27 @@ class Manager(AccountingMixin):
     async def reload_config(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """Validate and apply a new config document (the running one stays if it is invalid)."""
         return await hotreload.reload_from_document(self, doc)
+
+    def health(self) -> dict[str, Any]:
+        """``ok``, or ``degraded`` with one reason per problem a person should act on.
+
+        Degraded still serves; it means part of the manager does not work as configured: usage is not
+        being saved, a device or plugin is missing, or a model keeps crashing."""
+        reasons: list[str] = []
+        store = self.store.flush_status() if self.store is not None else None
+        if store is not None and store["failing"]:
+            reasons.append(f"usage store: the last {store['failed_flushes']} flush(es) failed ({store['last_error']}); "
+                           f"{store['pending']} rows wait in memory")
+        reasons += [f"device {r['name']} offline: {r.get('offline_reason') or 'no reason given'}"
+                    for r in self.device_readings if not r.get("online")]
+        reasons += [f"device plugin {e.file}: {e.reason}" for e in self.devices.errors]
+        reasons += [f"interface plugin {e['file']}: {e['reason']}" for e in self.plugin_errors]
+        now = time.monotonic()
+        reasons += [f"model {s.model.name} in crash back-off: {s.crashes} failures in a row, next try in "
+                    f"{s.retry_at - now:.0f} s ({s.last_error})"
+                    for s in self.supervisors.values() if s.state == State.FAILED and s.retry_at > now]
+        return {"status": "degraded" if reasons else "ok", "reasons": reasons, "usage_store": store,
+                "uptime_s": time.time() - self.started_at, "version": __version__}
 
     def models_info(self) -> list[dict[str, Any]]:
         offline = {r["name"] for r in self.device_readings if not r.get("online")}

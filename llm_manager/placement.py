@@ -1,8 +1,9 @@
 """Which hardware profile fits now, and what must be evicted: pure functions, no I/O.
 
-The manager snapshots device readings and the models it runs, and asks ``plan``. The same
-function answers the what-if planner (``llm-manager plan``, ``/api/plan/{model}``), so what the
-planner says is exactly what a start would do.
+The manager snapshots device readings and the models it runs (together, under its placement lock),
+and asks ``plan``. The same function answers the what-if planner (``llm-manager plan``,
+``/api/plan/{model}``, the dashboard), so what the planner says is exactly what a start would do, and a
+model that already runs is reported as such rather than planned a second time.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Holding:
     state: str  # "starting" | "ready" | "stopping"
     busy: bool = False  # requests in flight or queued: never evicted
     last_used: float = 0.0
+    profile: str = ""  # the hardware profile it was started with
 
     @property
     def reserved_only(self) -> bool:
@@ -62,11 +64,12 @@ class Plan:
     evict: tuple[str, ...] = ()
     reason: str = ""
     devices: tuple[DevicePlan, ...] = field(default_factory=tuple)
+    running: str | None = None  # "starting" | "ready" | "stopping" when the model already holds its memory
 
     def to_dict(self) -> dict:
         return {
             "model": self.model, "fits": self.fits, "profile": self.profile, "evict": list(self.evict),
-            "reason": self.reason,
+            "reason": self.reason, "running": self.running,
             "devices": [
                 {"name": d.name, "needed_mb": d.needed_mb, "free_before_mb": d.free_before_mb,
                  "free_after_mb": d.free_after_mb, "holders": list(d.holders), "online": d.online}
@@ -136,10 +139,35 @@ def _device_plans(profile: Profile, devices: Mapping[str, DeviceState], free: Ma
     return tuple(plans)
 
 
+def _running_plan(own: Holding, profiles: Sequence[Profile], devices: Mapping[str, DeviceState],
+                  holdings: Sequence[Holding]) -> Plan:
+    """A model that already runs: where it is, and the free memory counting what it holds itself."""
+    others = [h for h in holdings if h.model != own.model]
+    free = effective_free(devices, others)
+    prof = next((p for p in profiles if p.name == own.profile), None)
+    names = list(prof.required_devices) if prof else list(own.memory_mb)
+    plans = []
+    for dev in names:
+        need = own.memory_mb.get(dev, 0)
+        # a starting model's memory is not in the reading yet; a ready or stopping one's is
+        before = free.get(dev, 0) + (0 if own.reserved_only else need)
+        state = devices.get(dev)
+        plans.append(DevicePlan(dev, need, before, before - need, _holders(dev, [*others, own]),
+                                online=bool(state and state.online)))
+    where = f"profile {own.profile}" + (f" on {', '.join(names)}" if names else "")
+    reason = (f"already {own.state} with {where}; it holds its memory now, so nothing would be started or "
+              "evicted (stop it to see what a fresh start would do)")
+    return Plan(own.model, True, own.profile or None, (), reason, tuple(plans), running=own.state)
+
+
 def plan(model: str, profiles: Sequence[Profile], devices: Mapping[str, DeviceState],
          holdings: Sequence[Holding]) -> Plan:
-    """Pick the first profile that fits as is; else the first that fits after evicting idle models (LRU)."""
-    holdings = [h for h in holdings if h.model != model]
+    """Pick the first profile that fits as is; else the first that fits after evicting idle models (LRU).
+
+    A model that is itself among ``holdings`` already runs: the plan says so (see ``_running_plan``)."""
+    own = next((h for h in holdings if h.model == model), None)
+    if own is not None:
+        return _running_plan(own, profiles, devices, holdings)
     free = effective_free(devices, holdings)
     usable = []
     problems = []

@@ -23,8 +23,13 @@ class ManagementHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
+    """GET /api/health, open to monitors: 200 with ``status`` ``ok`` or ``degraded`` (both mean it serves).
+
+    A monitor reads the JSON: ``degraded`` comes with ``reasons`` (usage store failing its flushes, devices
+    offline, plugin errors, models in crash back-off). No answer at all means the manager is down."""
+
     def get(self) -> None:
-        self.write_json({"status": "ok", "uptime_s": time.time() - self.manager.started_at, "version": __version__})
+        self.write_json(self.manager.health())
 
 
 class InfoHandler(ManagementHandler):

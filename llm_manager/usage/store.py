@@ -102,6 +102,11 @@ class UsageStore:
         self.engine = make_engine(url)
         self.version = migrate(self.engine)
         self.dropped = 0  # rows discarded because the queue was full (database down for long)
+        # The outcome of the last flush that had rows to write, for /api/health (written by the writer thread).
+        self.last_error: str | None = None
+        self.failed_flushes = 0  # consecutive failed flushes
+        self.last_success_at: float | None = None
+        self.last_failure_at: float | None = None
         self._requests: deque[UsageRecord] = deque(maxlen=max_queue)
         self._events: deque[dict[str, Any]] = deque(maxlen=max_queue)
         self._devices: deque[dict[str, Any]] = deque(maxlen=max_queue)
@@ -149,7 +154,8 @@ class UsageStore:
             try:
                 self.flush()
             except Exception:  # keep the writer alive; rows stay queued for the next try
-                log.exception("usage flush failed; will retry")
+                if self.failed_flushes == 1:  # once per outage; /api/health reports it while it lasts
+                    log.exception("usage flush failed; retrying every %g s", self.flush_interval)
 
     def flush(self) -> int:
         """Write everything queued now in one transaction; returns rows written. Safe from any thread."""
@@ -166,14 +172,31 @@ class UsageStore:
                         conn.execute(insert(ModelEvent.__table__), events)  # type: ignore[attr-defined]
                     if devices:
                         conn.execute(insert(DeviceSample.__table__), devices)  # type: ignore[attr-defined]
-            except Exception:
+            except Exception as exc:
                 self._requests.extendleft(reversed(reqs))
                 self._events.extendleft(reversed(events))
                 self._devices.extendleft(reversed(devices))
+                self._failed(exc)
                 raise
             finally:
                 self._inflight = []
+            if self.failed_flushes:
+                log.warning("usage flush works again after %d failed attempts", self.failed_flushes)
+            self.last_error, self.failed_flushes, self.last_success_at = None, 0, time.time()
             return len(reqs) + len(events) + len(devices)
+
+    def _failed(self, exc: Exception) -> None:
+        """Remember why the flush failed: the driver's message, without the SQL and its row parameters."""
+        orig = getattr(exc, "orig", None) or exc
+        self.last_error = f"{type(orig).__name__}: {orig}"[:300]
+        self.failed_flushes += 1
+        self.last_failure_at = time.time()
+
+    def flush_status(self) -> dict[str, Any]:
+        """Whether the last flush that had rows to write failed, and why (rows stay queued until one succeeds)."""
+        return {"failing": self.last_error is not None, "last_error": self.last_error,
+                "failed_flushes": self.failed_flushes, "last_success_at": self.last_success_at,
+                "last_failure_at": self.last_failure_at, "pending": self.pending, "dropped": self.dropped}
 
     def close(self) -> None:
         """Stop the writer, write what is queued and release the engine."""

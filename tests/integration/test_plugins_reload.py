@@ -131,7 +131,7 @@ def test_seed_style_device_plugin_feeds_placement_and_goes_offline(setup):
         {"role": "user", "content": "x"}], "max_tokens": 1}).status_code == 200
     state.write_text(json.dumps({"online": True, "free": 1000}))  # someone else took the memory
     plan = mgr.http.get("/api/plan/on-custom-gpu").json()
-    assert plan["devices"][0]["free_before_mb"] == 1000
+    assert plan["running"] == "ready" and plan["devices"][0]["free_before_mb"] == 5000  # 1000 free + its own 4000
     state.write_text(json.dumps({"online": False, "free": 7000}))
     info = wait_for(lambda: mgr.models()["on-custom-gpu"].get("devices_offline"))
     assert info == ["custom_gpu"]

@@ -104,9 +104,29 @@ def test_undoes_unneeded_evictions():
     assert p.evict == ("big_newer",)
 
 
-def test_the_model_itself_is_not_counted():
-    me = Holding("m", {"rtx 4060": 5000}, "starting")
-    assert plan("m", [SMALL], devs(rtx_4060=5000), [me]).fits
+def test_a_ready_model_is_reported_where_it_runs_counting_its_own_memory_as_free():
+    me = Holding("m", {"rtx 4060": 5000}, "ready", last_used=9, profile="small")
+    idle = Holding("idle", {"rtx 4060": 3000}, "ready", last_used=1)
+    # 2000 MB reported free: the reading already includes both ready models
+    p = plan("m", [BIG, SMALL], devs(rtx_4060=2000, v100=16000), [me, idle])
+    assert (p.fits, p.running, p.profile, p.evict) == (True, "ready", "small", ())
+    assert p.reason.startswith("already ready with profile small on rtx 4060")
+    (d,) = p.devices
+    assert (d.name, d.needed_mb, d.free_before_mb, d.free_after_mb) == ("rtx 4060", 5000, 7000, 2000)
+    assert "m (5000 MB, ready)" in d.holders and "idle (3000 MB, ready)" in d.holders
+
+
+def test_a_starting_model_is_running_and_its_reservation_counted_once():
+    me = Holding("m", {"rtx 4060": 5000}, "starting", profile="small")
+    p = plan("m", [SMALL], devs(rtx_4060=8000), [me])
+    assert (p.running, p.profile, p.evict) == ("starting", "small", ())
+    # a starting model's memory is not in the reading yet: 8000 free with it, 3000 once it has loaded
+    assert (p.devices[0].free_before_mb, p.devices[0].free_after_mb) == (8000, 3000)
+    assert p.to_dict()["running"] == "starting"
+
+
+def test_a_stopped_model_is_planned_not_running():
+    assert plan("m", [SMALL], devs(rtx_4060=5000), []).to_dict()["running"] is None
 
 
 def test_no_profiles_and_plan_dict():

@@ -1,6 +1,8 @@
 """The what-if planner: what starting a model would do now (profile, evictions, memory per device) without acting.
 
-``plan()`` samples devices (in a worker thread), so it runs when the person asks, never on a timer.
+It shows the manager's own plan (the answer of ``/api/plan/{model}`` and ``llm-manager plan``), so the three
+never disagree; for a model that already runs that plan says where it runs. ``plan()`` samples devices (in a
+worker thread), so it runs when the person asks, never on a timer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def plan_rows(plan: dict[str, Any]) -> pd.DataFrame:
 def plan_summary(plan: dict[str, Any]) -> tuple[str, str]:
     """(markdown, alert type): the answer in one sentence a person can act on."""
     name = plan.get("model", "?")
+    if plan.get("running"):
+        return f"**{name}** is {plan.get('reason', '')}.", "info"
     if not plan.get("fits"):
         return f"**{name} cannot start now.** {plan.get('reason', '')}", "danger"
     text = f"**{name}** would start with profile **{plan.get('profile')}**."
@@ -39,7 +43,6 @@ class PlannerView(View):
     def __init__(self, source: Any):
         super().__init__(source)
         self.plan: dict[str, Any] | None = None
-        self.states: dict[str, tuple[str, str | None]] = {}
         self.model = pn.widgets.Select(label="If I start…", options=[], width=260)
         self.button = pn.widgets.Button(label="Plan", color="primary", width=90, align="end")
         self.button.on_click(self._on_click)
@@ -52,8 +55,7 @@ class PlannerView(View):
 
     def set_models(self, models: list[dict[str, Any]]) -> None:
         """Keep the model list in step with the models table (cheap; called on each models refresh)."""
-        self.states = {m["name"]: (m["state"], m.get("profile")) for m in models}
-        names = list(self.states)
+        names = [m["name"] for m in models]
         if names != list(self.model.options):
             self.model.options = names
 
@@ -63,15 +65,6 @@ class PlannerView(View):
     async def _refresh(self) -> None:
         name = self.model.value
         if not name:
-            return
-        state, profile = self.states.get(name, ("stopped", None))
-        if state in ("starting", "ready", "stopping"):  # placement has already answered for this one
-            self.plan = None
-            self.summary.object = (f"**{name}** is already {state} (profile **{profile}**); it holds its memory "
-                                   "now. Stop it to see what a fresh start would do.")
-            self.summary.alert_type = "info"
-            self.devices.value = plan_rows({})
-            self.devices.visible = False
             return
         self.plan = await self.source.plan(name)
         text, kind = plan_summary(self.plan)

@@ -80,6 +80,8 @@ export interface Plan {
   profile: string | null;
   evict: string[];
   reason: string;
+  /** The model's state when it is already starting, ready or stopping (then nothing is started or evicted). */
+  running?: string | null;
   devices: PlanDevice[];
 }
 

@@ -38,7 +38,7 @@ export function PlanPanel({ model, running = false }: { model: string; running?:
       </header>
       <p className="muted small">
         Asks the manager where {model} would go if started now, without starting it.
-        {running ? " It is running already, so this shows where a fresh start would go." : ""}
+        {running ? " It is running already, so the plan shows where it is and what it holds." : ""}
       </p>
       {error ? <p className="text-bad small">{error}</p> : null}
       {current ? (
