@@ -6,6 +6,7 @@ Every error names the JSON path of the bad value and what was expected, e.g.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,18 @@ PROGRAM_KEYS = {
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
 }
+SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url")
+
+
+def redact(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The config document with program secrets replaced by ``***``, as /api/config and the dashboard show it."""
+    doc = copy.deepcopy(dict(raw))
+    program = doc.get("program")
+    if isinstance(program, dict):
+        for key in SECRET_PROGRAM_KEYS:
+            if key in program:
+                program[key] = "***"
+    return doc
 
 
 @dataclass(frozen=True)

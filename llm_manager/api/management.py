@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
-from typing import Any
 
 from .. import __version__
+from ..config import redact
 from ..errors import LLMManagerError
 from .base import BaseHandler, log
-
-SECRET_KEYS = {"api_keys", "admin_key", "database_url"}
 
 
 class ManagementHandler(BaseHandler):
@@ -114,18 +111,9 @@ class EventsHandler(ManagementHandler):
         self.write_json({"events": self.manager.events[-200:]})
 
 
-def redacted(raw: Any) -> Any:
-    doc = copy.deepcopy(raw)
-    program = doc.get("program") if isinstance(doc, dict) else None
-    if isinstance(program, dict):
-        for key in SECRET_KEYS & set(program):
-            program[key] = "***"
-    return doc
-
-
 class ConfigHandler(ManagementHandler):
     def get(self) -> None:
-        self.write_json(redacted(dict(self.manager.config.raw)))
+        self.write_json(redact(self.manager.config.raw))
 
     async def put(self) -> None:
         """Replace the config: validated first (400 naming the JSON path), then applied without a restart."""

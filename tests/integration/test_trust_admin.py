@@ -92,3 +92,8 @@ def test_dashboard_login_with_the_admin_key(mgr):
         assert ok.status_code == 302
         page = c.get("/dashboard")
         assert page.status_code == 200 and re.search(r"bokeh|panel", page.text, re.I) and 'name="password"' not in page.text
+
+
+def test_config_never_shows_the_keys(mgr):
+    program = mgr.http.get("/api/config", headers=bearer(ADMIN)).json()["program"]
+    assert program["admin_key"] == "***" and program["metrics_key"] == "***"
