@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config, parse_config
+from .errors import ConfigError
+from .security import parse_budgets, parse_config_keys
+from .usage.pricing import parse_pricing
 
 
 def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
@@ -25,10 +28,20 @@ def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
     return tuple(names) or None
 
 
+def validate_extensions(config: Config) -> None:
+    """Check the blocks the core config loader keeps raw (pricing, keys, budgets): ConfigError naming the path."""
+    for model in config.models.values():
+        parse_pricing(model.pricing, f"models.{model.name}.pricing")
+    parse_config_keys(config.program.api_keys)
+    parse_budgets(config.program.budgets)
+    limits = config.program.rate_limits
+    for scope in limits:
+        if scope not in ("per_key", "per_ip") or not isinstance(limits[scope], dict):
+            raise ConfigError(f"program.rate_limits.{scope}", "expected per_key or per_ip: {rpm, tpm}")
+
+
 def read_document(raw: Any, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed document fully; raises ConfigError naming the JSON path."""
-    from .setup import validate_extensions
-
     first = parse_config(raw, base_dir, source, ("*",))  # structure first, so its errors name their path
     config = parse_config(raw, base_dir, source, known_modes(first.raw, first.base_dir))
     validate_extensions(config)

@@ -74,7 +74,6 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
         self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
         self._config_mtime: int | None = None
-        self.extra_routes: list[tuple] = []  # (pattern, handler, kwargs) added by optional layers
         self.pricer: Callable[[UsageRecord], float] | None = None  # set by the usage/security layer when keys or budgets are configured
 
     # ------------------------------------------------------------------ lifecycle

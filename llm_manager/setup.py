@@ -11,27 +11,15 @@ import time
 from typing import Any
 
 from .config import Config
-from .errors import ConfigError
+from .loading import validate_extensions
 from .manager import Manager
 from .metrics import Metrics
-from .security import Security, parse_budgets, parse_config_keys
+from .security import Security
 from .usage.pricing import Pricing, next_period_start, parse_pricing, period_start
 from .usage.record import UsageRecord
 from .usage.store import EVENT_KINDS, UsageStore
 
 DEVICE_SAMPLE_EVERY = 30.0  # seconds between device samples kept in the store (downsampled history)
-
-
-def validate_extensions(config: Config) -> None:
-    """Check the blocks the core config loader keeps raw (pricing, keys, budgets): ConfigError naming the path."""
-    for model in config.models.values():
-        parse_pricing(model.pricing, f"models.{model.name}.pricing")
-    parse_config_keys(config.program.api_keys)
-    parse_budgets(config.program.budgets)
-    limits = config.program.rate_limits
-    for scope in limits:
-        if scope not in ("per_key", "per_ip") or not isinstance(limits[scope], dict):
-            raise ConfigError(f"program.rate_limits.{scope}", "expected per_key or per_ip: {rpm, tpm}")
 
 
 class Pricer:
@@ -68,8 +56,6 @@ class Pricer:
 
 def attach_optional_layers(manager: Manager, with_store: bool = True) -> None:
     """Wire store, pricing, security and metrics into ``manager`` (before ``manager.start()``)."""
-    from .api.usage import usage_routes
-
     config = manager.config
     validate_extensions(config)
     store = UsageStore(config.program.database_url, manager.data_dir, config.program.flush_interval) if with_store else None
@@ -87,7 +73,6 @@ def attach_optional_layers(manager: Manager, with_store: bool = True) -> None:
     manager.config_hooks.append(lambda new: _refresh(manager, new))
     manager.usage_sinks.append(lambda rec: manager.security.on_usage(rec))
     manager.usage_sinks.append(manager.metrics.observe)
-    manager.extra_routes.extend(usage_routes(manager))
 
 
 def _refresh(manager: Manager, new: Config) -> None:

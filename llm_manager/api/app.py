@@ -30,6 +30,7 @@ from .management import (
 )
 from .openai import ModelsHandler, V1OtherHandler, route_v1
 from .static import WebUIHandler
+from .usage import usage_routes
 
 NAME = r"([^/]+)"
 
@@ -54,8 +55,8 @@ def api_patterns(manager: Manager) -> list[tuple]:
         (r"/api/plugins", PluginsHandler, m),
         (r"/api/ws", EventSocket, m),
     ]
-    for extra in manager.extra_routes:
-        routes.append(extra)
+    if manager.security is not None:  # the accounting layers are attached (setup.attach_optional_layers)
+        routes += usage_routes(manager)
     routes += [
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
