@@ -8,6 +8,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# llama.cpp's AMX kernels, which a native build picks on a CPU that advertises AMX, crash (SIGSEGV in
+# ggml_backend_amx_mul_mat) in VMs that do not grant the tile state; with weight repacking off they are not used.
+# Every llama-server the tests start inherits this (llama.cpp reads LLAMA_ARG_REPACK like --no-repack).
+os.environ.setdefault("LLAMA_ARG_REPACK", "0")
+
 # Browser and real-llama tests skip on a machine without chromium or llama-server, but in CI
 # (.ci/run installs both) a skip would hide a broken install: there it counts as a failure.
 MUST_RUN_IN_CI = ("e2e", "real")
