@@ -8,9 +8,13 @@ and removes the callbacks when the session is destroyed so an abandoned tab cost
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import panel as pn
+from bokeh.document import Document
+from panel.io.state import set_curdoc
 
 from .source import Source, make_source
 from .views.base import STATE_COLORS
@@ -48,6 +52,7 @@ class Dashboard:
             sizing_mode="stretch_width", dynamic=True)  # hidden tabs send nothing to the browser
         self.tabs.param.watch(self._on_tab, "active")
         self.callbacks: list[Any] = []
+        self._unwatch: Callable[[], None] | None = None
         self._cost_at = 0.0
         self._states: tuple = ()
 
@@ -56,11 +61,39 @@ class Dashboard:
     def _active(self, name: str) -> bool:
         return TABS[self.tabs.active] == name
 
-    async def refresh_models(self, wait: bool = True) -> None:
-        await self.models.refresh(wait)
+    def _models_changed(self) -> None:
         self.planner.set_models(self.models.models)
         self.logs.set_models([m["name"] for m in self.models.models])
-        self.status.object = status_html(self.models.models)
+        status = status_html(self.models.models)
+        if status != self.status.object:
+            self.status.object = status
+
+    def apply_model_info(self, info: dict[str, Any]) -> None:
+        """Show a state change the manager published (``starting`` included, however short) without a poll."""
+        if self.models.apply(info):
+            self._models_changed()
+
+    def watch(self, doc: Document | None = None) -> None:
+        """Follow the manager's state changes as they happen; each is applied in ``doc``'s next tick (it owns
+        the document lock there), or at once without a document (tests)."""
+        def on_info(info: dict[str, Any]) -> None:
+            if doc is None:
+                self.apply_model_info(info)
+                return
+            with set_curdoc(doc):
+                pn.state.execute(partial(self.apply_model_info, info), schedule=True)
+
+        self.unwatch()
+        self._unwatch = self.source.watch_models(on_info)
+
+    def unwatch(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+    async def refresh_models(self, wait: bool = True) -> None:
+        await self.models.refresh(wait)
+        self._models_changed()
         states = tuple((m["name"], m["state"]) for m in self.models.models)
         if states != self._states:  # a plan shown must stay true: re-plan when a model changes state
             self._states = states
@@ -115,6 +148,7 @@ class Dashboard:
             add(self._tick_cost, period=int(COST_MIN_INTERVAL_S * 1000)),
             add(self._tick_logs, period=1000),
         ]
+        self.watch(pn.state.curdoc)
         pn.state.onload(self._first_load)
         pn.state.on_session_destroyed(self.on_session_destroyed)
 
@@ -123,6 +157,7 @@ class Dashboard:
         self.stop()
 
     def stop(self) -> None:
+        self.unwatch()
         for cb in self.callbacks:
             cb.stop()
         self.callbacks = []

@@ -8,14 +8,17 @@ Client run in a thread so the Panel server's loop never waits on the network).
 from __future__ import annotations
 
 import asyncio
-import copy
+import base64
+import json
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
 from ..client import Client
+from ..config import redact
 from .frames import (
     cost_summary,
     frame_from_records,
@@ -24,21 +27,13 @@ from .frames import (
     throughput_from_records,
 )
 
-SECRET_KEYS = ("api_keys", "admin_key", "database_url")
+log = logging.getLogger(__name__)
+
+ModelCallback = Callable[[dict[str, Any]], None]
+RECONNECT_S = 5.0  # a dropped /api/ws is retried this often; the 1 s poll covers the gap
 # UsageRecord.ts is taken when the request arrives, so records are appended roughly, not strictly, in ts order;
 # a scan for "since" only stops once records are this much older than asked for (longer than any request).
 _ORDER_SLACK_S = 900.0
-
-
-def redact(raw: dict[str, Any]) -> dict[str, Any]:
-    """The config with program secrets replaced, as /api/config shows it."""
-    doc = copy.deepcopy(dict(raw))
-    program = doc.get("program")
-    if isinstance(program, dict):
-        for key in SECRET_KEYS:
-            if key in program:
-                program[key] = "***"
-    return doc
 
 
 def monthly_budget(budgets: Iterable[Any]) -> float | None:
@@ -81,6 +76,11 @@ class LocalSource:
 
     async def devices(self) -> dict[str, Any]:
         return self.manager.devices_info()
+
+    def watch_models(self, callback: ModelCallback) -> Callable[[], None]:
+        """``callback(info)`` on each state change the manager publishes, as it happens (a poll misses short
+        states: a model that loads in 0.3 s would go from stopped to ready); returns the unsubscribe function."""
+        return self.manager.bus.subscribe("model", lambda _topic, info: callback(info))
 
     async def throughput(self) -> dict[str, Any]:
         return self.manager.usage.throughput()
@@ -165,6 +165,37 @@ class RemoteSource:
 
     async def devices(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.client.devices_info)
+
+    def watch_models(self, callback: ModelCallback) -> Callable[[], None]:
+        """``callback(info)`` for each model in /api/ws's first snapshot and each ``model`` message after it;
+        returns the stop function."""
+        task = asyncio.ensure_future(self._follow(callback))
+        return task.cancel
+
+    async def _follow(self, callback: ModelCallback) -> None:
+        import tornado.websocket
+
+        url = "ws" + self.client.url.removeprefix("http") + "/api/ws"
+        protocols = ["llm-manager"]
+        auth = self.client.http.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):  # the key as the server's subprotocol, never in the URL (logs)
+            protocols.append("bearer." + base64.urlsafe_b64encode(auth[7:].encode()).decode().rstrip("="))
+        while True:
+            try:
+                conn = await tornado.websocket.websocket_connect(url, subprotocols=protocols)
+                try:
+                    while (message := await conn.read_message()) is not None:
+                        body = json.loads(message)
+                        if body.get("type") == "model":
+                            callback(body["model"])
+                        elif body.get("type") == "snapshot":  # on (re)connecting: what changed meanwhile
+                            for info in body.get("models", []):
+                                callback(info)
+                finally:
+                    conn.close()
+            except Exception as exc:  # the poll keeps the dashboard right; this only makes it prompt
+                log.debug("model events from %s: %s", url, exc)
+            await asyncio.sleep(RECONNECT_S)
 
     async def throughput(self) -> dict[str, Any]:
         now = time.time()

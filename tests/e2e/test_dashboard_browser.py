@@ -1,8 +1,9 @@
 """End to end: the Panel dashboard at /dashboard of a real ``llm-manager serve``, driven by headless Chromium.
 
 The server runs the bundled demo config (simulated GPUs, fake backends) with its model ports moved to free
-ones, so this test can run beside others. It starts demo-embedding with its ▶ button, waits for the table to
-say ready, sends a few requests, and saves screenshots under ``tests/e2e/output/`` for a person to look at.
+ones, so this test can run beside others. It starts models with their ▶ links and through the API, checks what
+a person sees in each tab (states as they change, tables readable, money on the cost axes, the logs' model
+named), and saves screenshots under ``tests/e2e/output/`` for a person to look at.
 """
 
 from __future__ import annotations
@@ -28,7 +29,32 @@ DEMO = ROOT / "llm_manager" / "demo" / "demo.json"
 OUTPUT = Path(__file__).resolve().parent / "output"
 VIEWPORT = {"width": 1440, "height": 900}
 
-
+# Records, from inside the page, every state a model's row shows: a MutationObserver on every shadow root
+# sees each patch of the table, however briefly a state lasts (a poll from the test could miss it).
+RECORD_STATES = """(model) => {
+  window.__states = [];
+  const roots = [];
+  const walk = (node) => { roots.push(node); node.querySelectorAll('*').forEach(el => el.shadowRoot && walk(el.shadowRoot)); };
+  walk(document);
+  const record = () => {
+    for (const root of roots) for (const row of root.querySelectorAll('.tabulator-row')) {
+      const cell = row.querySelector('[tabulator-field="state"]');  // the models table, not the events table
+      if (!cell || !row.innerText.includes(model)) continue;
+      const state = cell.innerText.trim();
+      if (state && window.__states[window.__states.length - 1] !== state) window.__states.push(state);
+    }
+  };
+  roots.forEach(root => new MutationObserver(record).observe(root, {subtree: true, childList: true, characterData: true}));
+  record();
+}"""
+TEXT_BOX = """(el) => { const r = document.createRange(); r.selectNodeContents(el); const b = r.getBoundingClientRect();
+                      return [b.left, b.right]; }"""
+# the cost charts' axis formatter, as the page has it, applied to ticks a small local bill has
+FORMAT_TICKS = """(ticks) => {
+  for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.constructor.__name__ === 'CustomJSTickFormatter') return m.doFormat(ticks, {});
+  return null;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +97,22 @@ def _row(page: object, model: str) -> object:
     return page.locator(".tabulator-row", has_text=model).first
 
 
+def _shot(page: object, name: str) -> None:
+    page.screenshot(path=str(OUTPUT / name), full_page=True)
+
+
+def _check_models_table(page: object) -> None:
+    """Every column named, no sort arrows, and a ready model offers ■ stop, never ▶ start."""
+    table = page.locator(".tabulator", has=page.locator(".tabulator-row", has_text="demo-embedding")).first
+    cols = table.locator(".tabulator-col").evaluate_all(
+        "els => els.filter(e => e.offsetWidth > 0).map(e => [e.getAttribute('tabulator-field'), e.innerText.trim()])")
+    assert all(title for field, title in cols if field), cols  # (no field: the select-all box)
+    assert "action" in dict(cols) and len(cols) > 10, cols
+    sortable = table.locator(".tabulator-col.tabulator-sortable").evaluate_all(
+        "els => els.filter(e => e.offsetWidth > 0).map(e => e.getAttribute('tabulator-field') || e.className)")
+    assert sortable == [], sortable  # (the hidden index columns keep theirs: nobody sees them)
+
+
 def test_start_a_model_from_the_dashboard(server: ManagerProcess, page: object) -> None:
     from playwright.sync_api import expect
 
@@ -79,49 +121,82 @@ def test_start_a_model_from_the_dashboard(server: ManagerProcess, page: object) 
     row = _row(page, "demo-embedding")
     expect(row).to_contain_text("stopped", timeout=30_000)
     expect(page.get_by_text("4 models:")).to_be_visible()
+    _check_models_table(page)
+    _shot(page, "dashboard-first-load.png")
 
     row.locator('[title="start this model"]').click()
     expect(row).to_contain_text("ready", timeout=30_000)
     assert server.models()["demo-embedding"]["state"] == "ready"
     expect(row).to_contain_text("RTX4060")
+    expect(row.locator('[title="stop this model"]')).to_be_visible()
+    expect(row.locator('[title="start this model"]')).to_have_count(0)
     expect(page.get_by_text("demo-embedding** ready").or_(page.get_by_text("demo-embedding ready"))).to_be_visible()
+
+    # a second model, caught while it loads (demo-chat takes 1.5 s): spinner and progress under the table
+    chat = _row(page, "demo-chat")
+    chat.locator('[title="start this model"]').click()
+    expect(page.get_by_text("demo-chat loading (")).to_be_visible(timeout=10_000)
+    _shot(page, "dashboard-starting.png")
+    expect(chat).to_contain_text("ready", timeout=30_000)
+    expect(page.get_by_text("demo-chat loading (")).to_have_count(0)  # no stale loading line under a ready model
+
+    # a start through the API shows "starting" too, although the reranker loads in a fraction of a second
+    page.evaluate(RECORD_STATES, "demo-reranker")
+    r = httpx.post(f"{server.url}/api/models/demo-reranker/start", timeout=30, trust_env=False)
+    assert r.status_code in (200, 202), r.text  # 202: started, not waited for
+    expect(_row(page, "demo-reranker")).to_contain_text("ready", timeout=10_000)
+    assert page.evaluate("window.__states") == ["stopped", "starting", "ready"]
+    expect(page.get_by_text("3 ready")).to_be_visible()
+    _check_models_table(page)
+    _shot(page, "dashboard-ready.png")
 
     # a few requests, so the throughput and cost tabs have something to show
     with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
         for i in range(5):
             r = http.post("/v1/embeddings", json={"model": "embed", "input": [f"hello {i}", "world"]})
             assert r.status_code == 200, r.text
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(OUTPUT / "dashboard.png"), full_page=True)
+        r = http.post("/v1/chat/completions", json={"model": "chat", "max_tokens": 8, "stream": True,
+                                                     "messages": [{"role": "user", "content": "Hello!"}]})
+        assert r.status_code == 200, r.text
 
-    # a second model, caught while it loads (demo-chat takes 1.5 s): spinner and progress under the table
-    chat = _row(page, "demo-chat")
-    chat.locator('[title="start this model"]').click()
-    expect(chat).to_contain_text(re.compile("starting|ready"), timeout=10_000)
-    page.wait_for_timeout(300)  # let the rest of that refresh (header, progress row) arrive
-    page.screenshot(path=str(OUTPUT / "dashboard-starting.png"), full_page=True)
-    expect(chat).to_contain_text("ready", timeout=30_000)
-    expect(page.get_by_text("2 ready")).to_be_visible()
+    _tab(page, "Devices").click()  # the RTX 4060 holds two models: both readable, nothing cut off
+    held = page.locator('.tabulator-row .tabulator-cell[tabulator-field="held by"]', has_text="demo-reranker")
+    expect(held).to_contain_text("demo-embedding 1,500 MB (ready)", timeout=10_000)
+    expect(held).to_contain_text("demo-reranker 800 MB (ready)")
+    cells = page.locator('.tabulator-row .tabulator-cell[tabulator-field="held by"]')
+    for i in range(cells.count()):
+        assert cells.nth(i).evaluate("el => el.scrollWidth <= el.clientWidth + 1"), cells.nth(i).inner_text()
+    _shot(page, "dashboard-devices.png")
 
-    _tab(page, "Devices").click()
-    expect(page.get_by_text("demo-embedding 1,500 MB (ready)")).to_be_visible(timeout=10_000)
-    page.wait_for_timeout(2500)
-    page.screenshot(path=str(OUTPUT / "dashboard-devices.png"), full_page=True)
-
-    _tab(page, "Throughput & latency").click()
-    expect(_row(page, "demo-embedding")).to_be_visible(timeout=10_000)
-    page.screenshot(path=str(OUTPUT / "dashboard-throughput.png"), full_page=True)
+    _tab(page, "Throughput & latency").click()  # each number under its own header
+    ttft = page.locator('.tabulator-row .tabulator-cell[tabulator-field="TTFT p95 ms"]', has_text=re.compile(r"\d"))
+    expect(ttft.first).to_be_visible(timeout=10_000)
+    header = page.locator('.tabulator-col[tabulator-field="TTFT p95 ms"] .tabulator-col-title').first
+    value_box, header_box = ttft.first.evaluate(TEXT_BOX), header.evaluate(TEXT_BOX)
+    assert abs(value_box[1] - header_box[1]) < 12, (value_box, header_box)
+    _shot(page, "dashboard-throughput.png")
 
     _tab(page, "Cost").click()
-    expect(page.get_by_text("5 requests,", exact=False)).to_be_visible(timeout=15_000)
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(OUTPUT / "dashboard-cost.png"), full_page=True)
+    expect(page.get_by_text("6 requests,", exact=False)).to_be_visible(timeout=15_000)
+    expect(_row(page, "demo-chat")).to_contain_text("USD", timeout=10_000)  # the table under the charts
+    page.wait_for_function(f"() => ({FORMAT_TICKS})([0]) !== null")
+    assert page.evaluate(FORMAT_TICKS, [0, 0.0025, 0.005, 0.0075]) == ["$0.0000", "$0.0025", "$0.0050", "$0.0075"]
+    assert page.evaluate(FORMAT_TICKS, [0, 500, 1000, 1500]) == ["$0", "$500", "$1,000", "$1,500"]
+    assert page.evaluate(FORMAT_TICKS, [0, 0.5, 1]) == ["$0.00", "$0.50", "$1.00"]
+    _shot(page, "dashboard-cost.png")
 
-    _tab(page, "Logs").click()
-    page.get_by_role("combobox").first.select_option("demo-embedding")
-    expect(page.get_by_text("fake-backend listening on", exact=False)).to_be_visible(timeout=10_000)
-    page.screenshot(path=str(OUTPUT / "dashboard-logs.png"), full_page=True)
+    _tab(page, "Logs").click()  # the selector names the model whose lines are shown
+    select = page.locator("select").first
+    expect(select).not_to_have_value("", timeout=10_000)
+    shown = select.input_value()
+    expect(page.get_by_text(f"model={shown}", exact=False).first).to_be_visible(timeout=10_000)
+    _shot(page, "dashboard-logs.png")
+    select.select_option("demo-embedding")
+    expect(page.get_by_text("model=demo-embedding", exact=False).first).to_be_visible(timeout=10_000)
     assert page.errors == [], page.errors
+
+    server.http.post("/api/models/demo-reranker/stop")  # the standalone test starts it from stopped
+    server.wait_state("demo-reranker", "stopped")
 
 
 def test_standalone_panel_serve_reaches_the_manager_over_http(server: ManagerProcess, page: object,
@@ -149,9 +224,13 @@ def test_standalone_panel_serve_reaches_the_manager_over_http(server: ManagerPro
         page.goto(f"http://127.0.0.1:{port}/app", wait_until="networkidle")
         row = _row(page, "demo-reranker")
         expect(row).to_contain_text("stopped", timeout=30_000)
+        page.evaluate(RECORD_STATES, "demo-reranker")
         row.locator('[title="start this model"]').click()
         expect(row).to_contain_text("ready", timeout=30_000)
         assert server.models()["demo-reranker"]["state"] == "ready"
+        # the short "starting" came through the manager's /api/ws, not a poll
+        states = page.evaluate("window.__states")
+        assert states == ["stopped", "starting", "ready"], states
         page.screenshot(path=str(OUTPUT / "dashboard-standalone.png"), full_page=True)
     finally:
         proc.send_signal(signal.SIGTERM)

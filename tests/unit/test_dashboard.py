@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,14 @@ def _states(d: Dashboard) -> dict[str, str]:
     return {m["name"]: m["state"] for m in d.models.models}
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait for a condition (polled), never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def _usage(model: str, cost: float, key: str | None = None, status: int = 200, ts: float | None = None) -> UsageRecord:
     return UsageRecord(model=model, endpoint="chat/completions", status=status, key_id=key, prompt_tokens=10,
                        completion_tokens=5, cost=cost, total_ms=120.0, ttft_ms=30.0, ts=ts or time.time())
@@ -88,7 +96,7 @@ async def test_models_table_and_start(manager: Manager, dash: Dashboard) -> None
 async def test_start_and_stop_buttons(manager: Manager, dash: Dashboard) -> None:
     """The per-row action and the batch action both reach the manager; the table follows."""
     tasks = dash.models.act("start", ["beta"])
-    await asyncio.sleep(0.05)
+    await _until(lambda: manager.model_info("beta")["state"] != "stopped")
     await dash.refresh_models()
     assert _states(dash)["beta"] in ("starting", "ready")
     await asyncio.gather(*tasks)
@@ -108,32 +116,13 @@ async def test_start_and_stop_buttons(manager: Manager, dash: Dashboard) -> None
     assert "cannot start" in dash.models.messages.object
 
 
-async def test_loading_progress_shows_while_starting(tmp_path: Path) -> None:
-    doc = config_doc({"slow": fake_model(memory={"sim gpu": 1000}, args=["--load-delay", "1.5"])},
-                     gpus={GPU: 8000})
-    m = Manager(parse_config(doc, tmp_path), data_dir=tmp_path)
-    await m.start()
-    try:
-        d = Dashboard(m)
-        task = asyncio.ensure_future(m.start_model("slow"))
-        await asyncio.sleep(0.4)
-        await d.refresh_models()
-        assert _states(d)["slow"] == "starting"
-        assert d.models.table.value.loc["slow", "loading %"] > 0
-        assert "slow** loading" in d.models.loading.objects[0][1].object
-        await task
-        await d.refresh_models()
-        assert d.models.loading.objects == []
-    finally:
-        await m.shutdown()
-
-
 async def test_planner_shows_eviction_and_cannot_fit(manager: Manager, dash: Dashboard) -> None:
     await manager.start_model("alpha")
     await dash.refresh_models()  # the planner learns the models' states from the models view
     dash.planner.model.value = "alpha"
     await dash.planner.refresh()
-    assert dash.planner.plan is None and "already ready" in dash.planner.summary.object
+    assert dash.planner.plan["running"] == "ready" and dash.planner.plan["evict"] == []
+    assert "already ready" in dash.planner.summary.object and dash.planner.summary.alert_type == "info"
     dash.planner.model.value = "beta"
     await dash.planner.refresh()
     assert dash.planner.plan["evict"] == ["alpha"]
@@ -276,7 +265,15 @@ async def test_remote_source_against_a_running_server(manager: Manager) -> None:
         d = Dashboard(RemoteSource(client))
         await d.refresh_all()
         assert set(_states(d)) == {"alpha", "beta", "huge"}
-        await d.source.start("alpha")
+        seen: list[tuple[str, str]] = []
+        stop = d.source.watch_models(lambda info: seen.append((info["name"], info["state"])))
+        try:
+            await _until(lambda: ("alpha", "stopped") in seen)  # the socket's snapshot: subscribed
+            await d.source.start("alpha")
+            await _until(lambda: ("alpha", "ready") in seen)
+            assert seen[-2:] == [("alpha", "starting"), ("alpha", "ready")]  # state changes pushed, in order
+        finally:
+            stop()
         await d.refresh_models()
         assert _states(d)["alpha"] == "ready"
         await d.devices.refresh()

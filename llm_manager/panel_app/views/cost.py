@@ -12,18 +12,44 @@ from typing import Any
 import hvplot.pandas  # noqa: F401  (registers DataFrame.hvplot)
 import pandas as pd
 import panel as pn
+from bokeh.models import CustomJSTickFormatter, NumeralTickFormatter
 
 from ...usage.pricing import period_start
 from .base import View
 
 DAYS = 30
 TABLE_COLUMNS = ["model", "requests", "prompt_tokens", "completion_tokens", "cost", "errors"]
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥"}
+# Bokeh's default axis shows small costs as 2.500e−3: ticks get as many decimals as their spacing needs (cents at
+# least once there are any), thousands separators, and the currency, e.g. $0.0025, $1,250
+MONEY_TICKS_JS = """
+const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : Math.abs(tick);
+let digits = 0;
+while (digits < 10 && step > 0 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6) {
+  digits++;
+}
+if (digits === 1) digits = 2;
+const text = Math.abs(tick).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
+return (tick < 0 ? "-" : "") + prefix + text + suffix;
+"""
 
 
 def money_format(value: float, currency: str) -> str:
     """Enough digits that small local costs (fractions of a cent) do not read as 0.0000."""
     digits = 2 if value >= 1 or value == 0 else 4 if value >= 0.01 else 8
     return f"{{value:,.{digits}f}} {currency}"
+
+
+def money_ticks(currency: str) -> CustomJSTickFormatter:
+    """An axis formatter for amounts in ``currency``: $0.0025, €1,250.00, 0.50 CHF; never scientific notation."""
+    symbol = SYMBOLS.get(currency.upper())
+    return CustomJSTickFormatter(code=MONEY_TICKS_JS,
+                                 args={"prefix": symbol or "", "suffix": "" if symbol else f" {currency}"})
+
+
+def money_tooltip(currency: str) -> str:
+    """The hover format of an amount (Bokeh's default shows 0.0025 as 2.500e-3)."""
+    return "{$0,0.00[000000]}" if currency.upper() == "USD" else "{0,0.00[000000]} " + currency
 
 
 def _bars(frame: pd.DataFrame, x: str, what: str, currency: str, color: str) -> Any:
@@ -33,8 +59,12 @@ def _bars(frame: pd.DataFrame, x: str, what: str, currency: str, color: str) -> 
     priced = bool(frame["cost"].sum() > 0)
     y, label = ("cost", f"cost ({currency})") if priced else ("total_tokens", "tokens")
     title = f"Cost {what}" if priced else f"Tokens {what} (no prices configured, so no cost)"
+    tooltips = [(x, f"@{{{x}}}"), ("cost", "@{cost}" + money_tooltip(currency)), ("requests", "@{requests}{0,0}"),
+                ("tokens", "@{total_tokens}{0,0}")]
     return frame.hvplot.bar(x=x, y=y, title=title, ylabel=label, xlabel="", color=color,
-                            hover_cols=["requests", "total_tokens", "cost"], rot=30, height=260, responsive=True)
+                            yformatter=money_ticks(currency) if priced else NumeralTickFormatter(format="0,0"),
+                            hover_cols=["requests", "total_tokens", "cost"], hover_tooltips=tooltips, rot=30,
+                            height=260, responsive=True)
 
 
 class CostView(View):
@@ -63,9 +93,12 @@ class CostView(View):
         self.model_bars = pn.Column(sizing_mode="stretch_width")
         self.key_bars = pn.Column(sizing_mode="stretch_width")
         self.day_bars = pn.Column(sizing_mode="stretch_width")
+        numeric = {c: "right" for c in TABLE_COLUMNS[1:]}
         self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
-                                          sizing_mode="stretch_width", layout="fit_data_stretch", sortable=False,
-                                          titles={c: c.replace("_", " ") for c in TABLE_COLUMNS})
+                                          sizing_mode="stretch_width", layout="fit_data_fill", sortable=False,
+                                          container_popup=False,
+                                          titles={c: c.replace("_", " ") for c in TABLE_COLUMNS},
+                                          text_align=numeric, header_align=numeric)
         self._last: tuple | None = None
 
     def _burn(self, mtd: float, forecast: float, currency: str) -> None:

@@ -19,7 +19,9 @@ from .base import PALETTE, View, empty_source, local_ms, time_figure
 
 HISTORY_POINTS = 900  # 15 min at 1 s, 30 min at 2 s
 FREE_COLOR, OTHER_COLOR = "#e8f5e9", "#b0bec5"
-TABLE_COLUMNS = ["device", "type", "memory", "memory %", "utilisation %", "temperature °C", "held by", "status"]
+# a row with several holders is several lines tall: the memory bar keeps one line's height, not the row's
+BAR_HEIGHT_CSS = '.tabulator-cell[tabulator-field="memory %"] > div { height: 22px !important; }'
+TABLE_COLUMNS = ["device", "type", "memory", "memory %", "utilisation %", "temperature °C", "status", "held by"]
 
 
 def _num(v: Any) -> float:
@@ -72,7 +74,7 @@ def device_rows(devices: list[dict[str, Any]]) -> pd.DataFrame:
     for d in devices:
         total, used = _num(d.get("total_memory_mb")), _num(d.get("used_memory_mb"))
         pct = 100.0 * used / total if total else math.nan
-        held = ", ".join(f"{h['model']} {h['memory_mb']:,} MB ({h['state']})" for h in d.get("models", []))
+        held = "\n".join(f"{h['model']} {h['memory_mb']:,} MB ({h['state']})" for h in d.get("models", []))
         rows.append({
             "device": d["name"], "type": d.get("device_type", ""),
             "memory": f"{used:,.0f} / {total:,.0f} MB", "memory %": round(pct, 1),
@@ -92,12 +94,17 @@ class DevicesView(View):
         self.colors: dict[str, str] = {}
         self._last_ts: float | None = None
         self._names: list[str] = []
+        # "held by" comes last and takes the rest of the width, one holder per line, wrapped: it is the longest
+        # text (several models on one GPU) and was cut off at a fixed width
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False, sizing_mode="stretch_width",
-            sortable=False, formatters={"memory %": {"type": "progress", "max": 100, "legend": True, "color": ["#43a047", "#fb8c00",
-                                                                                         "#e53935"]}},
+            sortable=False, layout="fit_data_stretch",
+            formatters={"memory %": {"type": "progress", "max": 100, "legend": True,
+                                     "color": ["#43a047", "#fb8c00", "#e53935"]},
+                        "status": {"type": "textarea"}, "held by": {"type": "textarea"}},
             widths={"device": 280, "type": 60, "memory": 170, "memory %": 150, "utilisation %": 105,
-                    "temperature °C": 120, "held by": 340}, layout="fit_data_stretch")
+                    "temperature °C": 120, "status": 110},
+            stylesheets=[BAR_HEIGHT_CSS])
         self.bars = ColumnDataSource(memory_segments([], self.colors))
         self.bar_legend = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10, 0, 10))
         self.bar_fig = figure(y_range=FactorRange(), height=120, sizing_mode="stretch_width", tools="save",

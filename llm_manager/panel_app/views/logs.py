@@ -60,8 +60,11 @@ class LogsView(View):
         return "\n".join(p.object for p in self.box.objects)
 
     def set_models(self, names: list[str]) -> None:
+        """New options and the model shown, set together: options alone made Panel pick the first model in
+        Python without the browser's select being told, so it stayed blank over that model's lines."""
         if names != list(self.model.options):
-            self.model.options = names
+            value = self.model.value if self.model.value in names else (names[0] if names else None)
+            self.model.param.update(options=names, value=value)
 
     async def _on_change(self, _event: Any) -> None:
         await self.refresh()

@@ -1,7 +1,8 @@
 """Model control centre: the models table with start/stop (one or several), loading progress and recent events.
 
 Actions run as background tasks so a start that takes minutes never holds the session: the table keeps
-refreshing (every second, from ``models()`` snapshots) and shows ``starting`` with its progress meanwhile.
+refreshing (every second from ``models()`` snapshots, and at once on each state change the manager publishes)
+and shows ``starting`` with its progress meanwhile.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import panel as pn
 from ..frames import ago, duration
 from .base import View, state_badge
 
-COLUMNS = ["model", "mode", "state", "profile", "port", "in flight", "queued", "last used", "uptime", "loading %",
-           "error"]
+COLUMNS = ["model", "mode", "state", "action", "profile", "port", "in flight", "queued", "last used", "uptime",
+           "loading %", "error"]
 # fixed widths: the table is built empty, so Tabulator cannot size the columns to the data
-WIDTHS = {"model": 150, "mode": 90, "state": 100, "profile": 95, "port": 70, "in flight": 75, "queued": 70,
-          "last used": 90, "uptime": 75, "loading %": 95, "error": 220, "start": 70, "stop": 65}
-START_HTML = '<span title="start this model" style="color:#2e7d32;font-weight:700">▶ start</span>'
+WIDTHS = {"model": 150, "mode": 90, "state": 100, "action": 80, "profile": 95, "port": 70, "in flight": 75,
+          "queued": 70, "last used": 90, "uptime": 75, "loading %": 95, "error": 220}
+START_HTML = '<span title="start this model" style="color:#2e7d32;font-weight:700;cursor:pointer">▶ start</span>'
+STOP_HTML = '<span title="stop this model" style="color:#c62828;font-weight:700;cursor:pointer">■ stop</span>'
 OK = '<span style="color:#2e7d32;font-weight:700">✓</span>'
 FAIL = '<span style="color:#c62828;font-weight:700">✗</span>'
-STOP_HTML = '<span title="stop this model" style="color:#c62828;font-weight:700">■ stop</span>'
+STARTABLE = ("stopped", "failed")
+STOPPABLE = ("ready", "starting")
 
 
 def loading_pct(m: dict[str, Any]) -> float:
@@ -35,15 +38,44 @@ def loading_pct(m: dict[str, Any]) -> float:
     return round(min(100.0, 100.0 * m["start_elapsed_s"] / max(1e-9, m.get("start_timeout_s") or 1.0)), 1)
 
 
+def action_for(state: str) -> str | None:
+    """The one action a row offers: start a stopped or failed model, stop a ready or starting one."""
+    return "start" if state in STARTABLE else "stop" if state in STOPPABLE else None
+
+
 def model_rows(models: list[dict[str, Any]], now: float | None = None) -> pd.DataFrame:
     now = now or time.time()
+    links = {"start": START_HTML, "stop": STOP_HTML, None: ""}
     rows = [{
         "model": m["name"], "mode": m.get("mode", ""), "state": state_badge(m["state"]),
+        "action": links[action_for(m["state"])],
         "profile": m.get("profile") or "—", "port": m.get("port"), "in flight": m.get("in_flight", 0),
         "queued": m.get("queued", 0), "last used": ago(m.get("last_used"), now), "uptime": duration(m.get("uptime_s")),
         "loading %": loading_pct(m), "error": html.escape(m.get("last_error") or ""),
     } for m in models]
     return pd.DataFrame(rows, columns=COLUMNS, index=[m["name"] for m in models])
+
+
+def loading_html(models: list[dict[str, Any]]) -> str:
+    """One line per starting model: spinner, elapsed of timeout, progress bar (empty when none is starting).
+
+    One HTML pane updated in place, not rows added and removed: BokehJS builds child views asynchronously, and a
+    removal that arrives while the row's view is still being built leaves that row on the page for good."""
+    lines = []
+    for m in models:
+        if m["state"] != "starting":
+            continue
+        elapsed, timeout = m.get("start_elapsed_s") or 0.0, m.get("start_timeout_s") or 0
+        lines.append(
+            '<div class="llm-loading" style="display:flex;align-items:center;gap:10px;margin:4px 10px">'
+            '<span style="width:14px;height:14px;border:3px solid #bbdefb;border-top-color:#1565c0;'
+            'border-radius:50%;display:inline-block;animation:llmspin 0.8s linear infinite"></span>'
+            f'<span><b>{html.escape(m["name"])}</b> loading ({html.escape(m.get("profile") or "?")}): '
+            f'{elapsed:.1f} s of {timeout:.0f} s timeout</span>'
+            f'<progress max="100" value="{loading_pct(m):.0f}" style="width:240px"></progress></div>')
+    if not lines:
+        return ""
+    return "<style>@keyframes llmspin{to{transform:rotate(360deg)}}</style>" + "".join(lines)
 
 
 class ModelsView(View):
@@ -52,22 +84,22 @@ class ModelsView(View):
     def __init__(self, source: Any):
         super().__init__(source)
         self.models: list[dict[str, Any]] = []
+        self._applied: dict[str, float] = {}  # model -> when a published state change was shown (monotonic)
         self._tasks: set[asyncio.Task] = set()
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(columns=COLUMNS), show_index=False, selectable="checkbox", sizing_mode="stretch_width",
-            disabled=True, buttons={"start": START_HTML, "stop": STOP_HTML}, layout="fit_data_fill",
-            sortable=False,
-            formatters={"state": {"type": "html"}, "loading %": {"type": "progress", "max": 100, "color": "#1565c0"},
+            disabled=True, layout="fit_data_fill", sortable=False, container_popup=False,
+            formatters={"state": {"type": "html"}, "action": {"type": "html"},
+                        "loading %": {"type": "progress", "max": 100, "color": "#1565c0"},
                         "error": {"type": "textarea"}},
-            titles={"start": "", "stop": ""}, widths=WIDTHS)
+            widths=WIDTHS)
         self.table.on_click(self._on_cell_click)
         self.start_selected = pn.widgets.Button(label="▶ Start selected", color="success", disabled=True)
         self.stop_selected = pn.widgets.Button(label="■ Stop selected", color="danger", disabled=True)
         self.start_selected.on_click(lambda _e: self.act("start", self.selected()))
         self.stop_selected.on_click(lambda _e: self.act("stop", self.selected()))
         self.table.param.watch(self._on_selection, "selection")
-        self.loading = pn.Column(sizing_mode="stretch_width")
-        self._loading_rows: dict[str, tuple[pn.pane.Markdown, pn.indicators.Progress]] = {}
+        self.loading = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 0))
         self.messages = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "0.9em"})
         self._messages: list[str] = []
         self.events = pn.widgets.Tabulator(pd.DataFrame(columns=["time", "model", "event", "detail"]), disabled=True,
@@ -85,8 +117,14 @@ class ModelsView(View):
         self.start_selected.disabled = self.stop_selected.disabled = disabled
 
     def _on_cell_click(self, event: Any) -> None:
-        if event.column in ("start", "stop") and event.row is not None and event.row < len(self.table.value):
-            self.act(event.column, [self.table.value.index[event.row]])
+        """A click on a row's action link: the action the row offers for the model's state now."""
+        if event.column != "action" or event.row is None or event.row >= len(self.table.value):
+            return
+        name = self.table.value.index[event.row]
+        state = next((m["state"] for m in self.models if m["name"] == name), "")
+        action = action_for(state)
+        if action is not None:
+            self.act(action, [name])
 
     def act(self, action: str, names: list[str]) -> list[asyncio.Task]:
         """Start or stop models in background tasks; results and errors land in the message list."""
@@ -120,24 +158,17 @@ class ModelsView(View):
 
     # ------------------------------------------------------------ refresh
 
-    def _update_loading(self) -> None:
-        starting = [m for m in self.models if m["state"] == "starting"]
-        if set(self._loading_rows) != {m["name"] for m in starting}:
-            self._loading_rows = {m["name"]: (pn.pane.Markdown(margin=(0, 10)),
-                                              pn.indicators.Progress(max=100, value=-1, width=240, bar_color="primary"))
-                                  for m in starting}
-            self.loading.objects = [pn.Row(pn.indicators.LoadingSpinner(value=True, size=22, color="primary"),
-                                           md, bar) for md, bar in self._loading_rows.values()]
-        for m in starting:
-            md, bar = self._loading_rows[m["name"]]
-            elapsed = m.get("start_elapsed_s") or 0.0
-            md.object = (f"**{m['name']}** loading ({m.get('profile') or '?'}): {elapsed:.1f} s "
-                         f"of {m.get('start_timeout_s') or 0:.0f} s timeout")
-            pct = loading_pct(m)
-            bar.value = int(pct) if pct >= 1 else -1  # animated until there is visible progress to show
+    def apply(self, info: dict[str, Any]) -> bool:
+        """Show one model's new state now (a state change the manager published); False if it is unknown."""
+        for i, m in enumerate(self.models):
+            if m["name"] == info.get("name"):
+                self.models[i] = {**m, **info}
+                self._applied[m["name"]] = time.monotonic()
+                self._render()
+                return True
+        return False
 
-    async def _refresh(self) -> None:
-        self.models = await self.source.models()
+    def _render(self) -> None:
         rows = model_rows(self.models)
         current = self.table.value
         if current is None or list(current.index) != list(rows.index) or list(current.columns) != COLUMNS:
@@ -146,7 +177,18 @@ class ModelsView(View):
             changed = rows[(rows != current).any(axis=1)]
             if len(changed):
                 self.table.patch(changed)
-        self._update_loading()
+        text = loading_html(self.models)
+        if text != self.loading.object:
+            self.loading.object = text
+
+    async def _refresh(self) -> None:
+        asked = time.monotonic()
+        models = await self.source.models()
+        shown = {m["name"]: m for m in self.models}
+        # a state change shown while this snapshot was on its way (a remote read) is newer than the snapshot
+        self.models = [shown[m["name"]] if self._applied.get(m["name"], 0.0) > asked and m["name"] in shown else m
+                       for m in models]
+        self._render()
         events = (await self.source.events())[-12:][::-1]
         frame = pd.DataFrame([{"time": time.strftime("%H:%M:%S", time.localtime(e["ts"])), "model": e["model"],
                                "event": e["kind"], "detail": e.get("detail", "")} for e in events],
@@ -159,7 +201,7 @@ class ModelsView(View):
         return pn.Column(
             self.error,
             pn.Row(self.start_selected, self.stop_selected,
-                   pn.pane.Markdown("Tick rows to act on several models; ▶/■ act on one.",
+                   pn.pane.Markdown("Tick rows to act on several models; ▶ start / ■ stop act on one.",
                                     styles={"color": "#616161"})),
             self.table, self.loading, self.messages, sizing_mode="stretch_width")
 

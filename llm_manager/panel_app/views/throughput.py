@@ -54,8 +54,13 @@ class ThroughputView(View):
             self.lat_fig.line("time", col, source=self.series, line_width=2, color=color, line_dash=dash,
                               legend_label=label, name=label)
         self.lat_fig.add_layout(self.lat_fig.legend[0], "right")  # beside the plot, never over the lines
+        # columns as wide as their data, numbers and their headers both right-aligned: a stretched last column
+        # put its numbers a screen away from its header
+        numeric = {c: "right" for c in TABLE_COLUMNS[1:]}
         self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), disabled=True, show_index=False,
-                                          sizing_mode="stretch_width", layout="fit_data_stretch", sortable=False)
+                                          sizing_mode="stretch_width", layout="fit_data_fill", sortable=False,
+                                          container_popup=False,  # no 1-px spacer column (no editors)
+                                          text_align=numeric, header_align=numeric)
 
     def _on_model(self, _event: Any) -> None:
         """Show the chosen model's history at once (it has been buffered all along)."""
