@@ -1,7 +1,9 @@
-"""Shared test helpers: free ports, configs with fake-backend models, a manager running as a real process."""
+"""Shared test helpers: waiting on conditions, free ports, configs with fake-backend models, a manager running
+as a real process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,6 +28,33 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
+
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that at once; after ``timeout`` seconds
+    return its last (falsy) answer. Tests synchronise on conditions, never on fixed sleeps:
+    ``assert wait_until(lambda: ...), "what did not happen"``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+async def wait_until_async(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
+    """``wait_until`` for a test on the event loop: polls without blocking the loop (whatever the test waits
+    for may run on that same loop)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value or loop.time() >= deadline:
+            return value
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -97,13 +127,13 @@ class ManagerProcess:
         return {m["name"]: m for m in self.http.get("/api/models-info").json()["models"]}
 
     def wait_state(self, model: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def reached() -> dict[str, Any] | None:
             info = self.models()[model]
-            if info["state"] == state:
-                return info
-            time.sleep(0.05)
-        raise AssertionError(f"{model} did not reach {state}: {self.models()[model]}")
+            return info if info["state"] == state else None
+
+        info = wait_until(reached, timeout, 0.05)
+        assert info, f"{model} did not reach {state}: {self.models()[model]}"
+        return info
 
     def launches(self, model: str) -> int:
         lines = self.http.get(f"/api/logs/{model}", params={"lines": 5000}).json()["lines"]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import wait_until
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -53,8 +53,6 @@ def test_notebook_runs_and_leaves_no_model_process(path: Path, tmp_path: Path):
     client.execute(cwd=str(NOTEBOOKS), env={**os.environ, "LLM_MANAGER_DATA_DIR": str(data_dir)})
     ports = demo_ports(data_dir)
     assert ports, "the notebook started no demo (no config.json under LLM_MANAGER_DATA_DIR)"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(port_free(p) for p in ports):
-        time.sleep(0.2)
+    wait_until(lambda: all(port_free(p) for p in ports), timeout=10, interval=0.2)
     busy = [p for p in ports if not port_free(p)]
     assert not busy, f"model ports still answering after {path.name}: {busy}"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
-import time
+import sqlite3
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model
+from helpers import ManagerProcess, config_doc, fake_model, wait_until
 
 ADMIN = "sk-admin-test"
 USER = "sk-user-test"
@@ -146,6 +147,19 @@ def test_prometheus_metrics(mgr):
     assert "llm_time_to_first_token_seconds_bucket" in text and 'llm_tokens_total{kind="completion",model="chat"}' in text
 
 
+def committed_rows(db: Path) -> int:
+    """Request rows committed to the SQLite file, read by another connection as a later process would."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM request_log").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
 def test_rows_survive_kill_9_after_the_flush_interval(tmp_path):
     from llm_manager.usage.store import UsageStore
 
@@ -153,7 +167,8 @@ def test_rows_survive_kill_9_after_the_flush_interval(tmp_path):
     try:
         for _ in range(5):
             assert ask(m, None).status_code == 200
-        time.sleep(1.0)
+        # the writer thread flushes every 0.2 s: kill only once the rows are committed to the database file
+        assert wait_until(lambda: committed_rows(m.data_dir / "usage.db") == 5, timeout=10), "never flushed"
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait(5)
     finally:
@@ -255,8 +270,13 @@ def test_stream_the_client_closes_right_after_done_is_counted_as_served(tmp_path
         for _ in range(3):
             list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
                                                 max_tokens=4, stream=True))
-        time.sleep(0.5)
-        rows = m.http.get("/api/usage/recent", params={"limit": 3}).json()["requests"]
+
+        def recent() -> list[dict]:
+            return m.http.get("/api/usage/recent", params={"limit": 3}).json()["requests"]
+
+        # each row is recorded when the upstream's body ends, 0.2 s after the client hung up
+        wait_until(lambda: len(recent()) == 3, timeout=10)
+        rows = recent()
         assert [(r["status"], r["completion_tokens"], r["estimated"]) for r in rows] == [(200, 4, False)] * 3
     finally:
         m.stop()

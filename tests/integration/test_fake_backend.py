@@ -16,17 +16,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from helpers import free_port, wait_until
 
 from llm_manager.testing import fake_responses as fr
 from llm_manager.testing.fake_backend import BackendOptions, start_server
 
 CHAT = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there friend"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -129,9 +124,12 @@ def test_load_delay_then_healthy(spawn: Callable[..., Backend]) -> None:
         assert (r.status_code, r.json()) == (503, loading)
         r = c.post("/v1/chat/completions", json=CHAT)
         assert (r.status_code, r.json()) == (503, loading)
-        deadline = time.monotonic() + 5
-        while (r := c.get("/health")).status_code == 503 and time.monotonic() < deadline:
-            time.sleep(0.05)
+
+        def loaded() -> httpx.Response | None:
+            r = c.get("/health")
+            return r if r.status_code != 503 else None
+
+        r = wait_until(loaded, timeout=5, interval=0.05) or c.get("/health")
         assert (r.status_code, r.json()) == (200, {"status": "ok"})
         assert c.post("/v1/chat/completions", json=CHAT).status_code == 200
 
@@ -313,22 +311,38 @@ def test_hang_keeps_health_then_sigterm_exits(spawn: Callable[..., Backend]) -> 
         with pytest.raises(httpx.ReadTimeout):
             c.post("/v1/chat/completions", json=CHAT, timeout=0.5)
         assert c.get("/health", timeout=2).json() == {"status": "ok"}
-        # a request still hanging must not hold up shutdown
-        pending = threading.Thread(target=lambda: _swallow(c.post, "/v1/completions", json={"prompt": "x"}))
-        pending.start()
-        time.sleep(0.2)
-        t0 = time.monotonic()
-        b.proc.send_signal(signal.SIGTERM)
-        assert b.proc.wait(timeout=2) == 0
-        assert time.monotonic() - t0 < 2
-        pending.join(timeout=5)
+        # a request still hanging must not hold up shutdown: send one, wait until the backend has read all of it
+        body = b'{"prompt": "x"}'
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as pending:
+            pending.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            assert wait_until(lambda: request_read_by_server(pending), timeout=5), "the request was never read"
+            t0 = time.monotonic()
+            b.proc.send_signal(signal.SIGTERM)
+            assert b.proc.wait(timeout=2) == 0
+            assert time.monotonic() - t0 < 2
+            assert pending.recv(1024) == b""  # the exited backend's end is closed, the request unanswered
 
 
-def _swallow(fn: Callable[..., object], *args: object, **kwargs: object) -> None:
-    try:
-        fn(*args, timeout=5, **kwargs)
-    except httpx.HTTPError:
-        pass
+def _tcp_queues() -> dict[tuple[int, int], tuple[int, int]]:
+    """(local port, remote port) -> (send queue, receive queue) of every IPv4 TCP socket, from /proc/net/tcp."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for row in f:
+            fields = row.split()
+            local, remote, (tx, rx) = fields[1], fields[2], fields[4].split(":")
+            out[(int(local.split(":")[1], 16), int(remote.split(":")[1], 16))] = (int(tx, 16), int(rx, 16))
+    return out
+
+
+def request_read_by_server(sock: socket.socket) -> bool:
+    """Every byte ``sock`` sent has been delivered and read by the process at the other end (its kernel
+    receive queue is empty): the request is in the server's hands, not in flight or in a buffer."""
+    mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
+    queues = _tcp_queues()
+    sent, peer = queues.get((mine, theirs)), queues.get((theirs, mine))
+    return sent is not None and peer is not None and sent[0] == 0 and peer[1] == 0
 
 
 def test_sigterm_exits_zero_quickly(backend: Backend) -> None:

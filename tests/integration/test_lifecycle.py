@@ -9,17 +9,22 @@ import signal
 import socket
 import stat
 import sys
-import time
 
 import httpx
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model, free_port, pids_alive
+from helpers import ManagerProcess, config_doc, fake_model, free_port, pids_alive, wait_until
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
 def chat(mgr: ManagerProcess, model: str, timeout: float = 60, **extra) -> httpx.Response:
     return httpx.post(mgr.url + "/v1/chat/completions", json={"model": model, **CHAT, **extra}, timeout=timeout)
+
+
+def load(mgr: ManagerProcess, model: str) -> tuple[int, int]:
+    """(in flight, queued) of a model, as the manager counts them."""
+    info = mgr.models()[model]
+    return info["in_flight"], info["queued"]
 
 
 @pytest.fixture
@@ -51,9 +56,9 @@ def test_max_concurrency_queues_then_429(make_mgr):
     chat(mgr, "one", max_tokens=1)  # warm
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(chat, mgr, "one", max_tokens=4)]
-        time.sleep(0.3)
+        assert wait_until(lambda: load(mgr, "one") == (1, 0)), load(mgr, "one")  # the first one runs (~1 s)
         futures.append(pool.submit(chat, mgr, "one", max_tokens=1))
-        time.sleep(0.3)
+        assert wait_until(lambda: load(mgr, "one") == (1, 1)), load(mgr, "one")  # the second one waits
         info = mgr.models()["one"]
         assert (info["in_flight"], info["queued"]) == (1, 1)
         third = chat(mgr, "one", max_tokens=1)
@@ -93,7 +98,7 @@ def test_busy_model_is_not_evicted(make_mgr):
     chat(mgr, "slow", max_tokens=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         busy = pool.submit(chat, mgr, "slow", max_tokens=10)
-        time.sleep(0.5)
+        assert wait_until(lambda: load(mgr, "slow") == (1, 0)), load(mgr, "slow")  # busy for ~2 s
         r = chat(mgr, "other")
         assert r.status_code == 503 and "busy" in r.json()["error"]["message"]
         assert busy.result().status_code == 200
@@ -194,9 +199,7 @@ def test_no_orphans_after_the_manager_dies(make_mgr, tmp_path, sig):
     pids = _backend_pids(mgr, "exec-model") + _backend_pids(mgr, "script-model")
     assert len(pids) >= 3  # exec'd backend, the shell, and the shell's backend child
     mgr.proc.send_signal(sig)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and pids_alive(pids):
-        time.sleep(0.05)
+    wait_until(lambda: not pids_alive(pids), timeout=5, interval=0.05)
     assert pids_alive(pids) == [], f"left running after {sig.name}: {pids_alive(pids)}"
 
 
@@ -214,19 +217,19 @@ def test_pid_file_reaps_leftovers_when_the_guardian_died_too(make_mgr, tmp_path)
     doc_models = {"script-model": _script_model(tmp_path, "script-model")}
     mgr = make_mgr(doc_models)
     assert chat(mgr, "script-model").status_code == 200
+    shell = mgr.models()["script-model"]["pid"]  # the launched shell, leader of the group
     pids = _backend_pids(mgr, "script-model")
     guardian = next(p for p in psutil.Process(mgr.proc.pid).children() if "llm_manager.reaper" in " ".join(p.cmdline()))
     guardian.kill()
-    time.sleep(0.3)  # it stays a zombie of the manager; dead is enough
+    # it stays a zombie of the manager; dead is enough
+    assert wait_until(lambda: not pids_alive([guardian.pid]), timeout=5), "the guardian outlived SIGKILL"
     mgr.proc.kill()  # manager and guardian both gone: the shell's child survives PDEATHSIG
     mgr.proc.wait(5)
-    time.sleep(0.5)
+    assert wait_until(lambda: not pids_alive([shell]), timeout=5), "PDEATHSIG did not kill the launched shell"
     assert pids_alive(pids), "expected a leftover grandchild for this test to mean anything"
     again = ManagerProcess(mgr.tmp, json_doc(mgr))  # same data dir: reaps at start
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and pids_alive(pids):
-            time.sleep(0.05)
+        wait_until(lambda: not pids_alive(pids), timeout=5, interval=0.05)
         assert pids_alive(pids) == []
     finally:
         again.stop()

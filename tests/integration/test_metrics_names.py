@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import httpx
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model
+from helpers import ManagerProcess, config_doc, fake_model, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 MIB = 1024 * 1024
@@ -28,9 +27,8 @@ def metrics_text(tmp_path_factory) -> tuple[str, dict]:
         for stream in (False, True, False):
             r = httpx.post(m.url + "/v1/chat/completions", json={**body, "stream": stream}, timeout=30)
             assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 10  # metrics read the monitor's last sample: wait for one with the model
-        while time.monotonic() < deadline and device(m)["used_memory_mb"] < MODEL_MB:
-            time.sleep(0.1)
+        # metrics read the monitor's last sample: wait for one with the model
+        wait_until(lambda: device(m)["used_memory_mb"] >= MODEL_MB, timeout=10, interval=0.1)
         text = m.http.get("/api/metrics").text
         return text, device(m)
     finally:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
+from helpers import wait_until_async
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_manager.config import parse_config
@@ -22,11 +22,7 @@ def config(disable: bool, used_mb: int = 0):
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``cond`` on the loop until it holds (the monitor runs on this same loop)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    assert await wait_until_async(cond, timeout), "condition not reached in time"
 
 
 async def test_samples_at_the_interval(tmp_path):

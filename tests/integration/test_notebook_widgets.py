@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_until_async
 
 from llm_manager.loading import read_document
 from llm_manager.manager import Manager
@@ -24,10 +23,7 @@ async def manager(tmp_path: Path):
 
 
 async def until(check, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+    assert await wait_until_async(check, timeout, 0.05), "condition not met in time"
 
 
 async def test_start_button_gauges_and_log_tail(manager: Manager):
@@ -67,9 +63,10 @@ async def test_start_button_gauges_and_log_tail(manager: Manager):
 async def test_close_stops_the_refresh_task(manager: Manager):
     panel = control_panel(manager, interval=0.05)
     task = panel._task
-    await asyncio.sleep(0.2)
+    assert task is not None
+    await until(lambda: "demo-chat" in panel.buttons)  # the refresh task has run
     panel.close()
-    await asyncio.sleep(0)
+    await until(task.done)
     assert task is not None and task.cancelled()
 
 

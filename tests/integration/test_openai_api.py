@@ -9,7 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model
+from helpers import ManagerProcess, config_doc, fake_model, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +168,21 @@ def test_client_disconnect_cancels_upstream(mgr):
     """Leave a 40-token stream at 10 tokens/s after two events: the backend must stop generating early."""
     body = {"model": "slow-chat", "messages": [{"role": "user", "content": "long"}], "max_tokens": 40,
             "stream": True}
+
+    def request_lines() -> list[str]:  # the backend logs one line per request, when it ends
+        lines = [x["line"] for x in mgr.http.get("/api/logs/slow-chat", params={"lines": 5000}).json()["lines"]]
+        return [x for x in lines if "POST /v1/chat/completions" in x]
+
+    before = len(request_lines())
     with httpx.stream("POST", mgr.url + "/v1/chat/completions", json=body, timeout=30) as r:
         events = 0
         for line in r.iter_lines():
             events += line.startswith("data:")
             if events >= 3:
                 break
-    time.sleep(1.0)
-    lines = [x["line"] for x in mgr.http.get("/api/logs/slow-chat").json()["lines"]]
-    last = [x for x in lines if "POST /v1/chat/completions" in x][-1]
+    # the backend's line for this request: at once when it stopped early, after 4 s when it was not told to
+    assert wait_until(lambda: len(request_lines()) > before, timeout=10), "the backend never ended the request"
+    last = request_lines()[-1]
     sent = int(last.split(" tokens")[0].split()[-1])
     assert sent < 20, last  # stopped well before 40 (would take 4 s)
 
@@ -185,8 +191,11 @@ def test_device_history_and_plan_cli(mgr):
     import subprocess
     import sys
 
-    time.sleep(1.2)  # at least two samples at monitor_interval 0.5
-    samples = mgr.http.get("/api/devices/history", params={"seconds": 60}).json()["samples"]
+    def history() -> list[dict]:
+        return mgr.http.get("/api/devices/history", params={"seconds": 60}).json()["samples"]
+
+    wait_until(lambda: len(history()) >= 2, timeout=10)  # two samples come 0.5 s apart (monitor_interval)
+    samples = history()
     assert len(samples) >= 2 and samples[-1]["ts"] >= samples[0]["ts"]
     assert {"name", "used_memory_mb", "usage_percentage"} <= set(samples[-1]["devices"][0])
     r = subprocess.run([sys.executable, "-m", "llm_manager.cli", "plan", "base-model", "--url", mgr.url],

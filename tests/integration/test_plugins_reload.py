@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model, free_port
+from helpers import ManagerProcess, config_doc, fake_model, free_port, wait_until
 
 CUSTOM_MODE = '''
 from plugins.interfaces.Base_Class import InterfacePlugin
@@ -71,13 +70,9 @@ class CustomGPUDevice(DevicePlugin):
 
 
 def wait_for(fn, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    value = wait_until(fn, timeout, 0.1)
+    assert value, "condition not met in time"
+    return value
 
 
 @pytest.fixture

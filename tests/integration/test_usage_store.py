@@ -7,7 +7,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import free_port, wait_until
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -50,12 +50,6 @@ def rec(i: int = 0, **kw: object) -> UsageRecord:
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server for this session, from Debian's ``postgresql`` package (.ci/run installs it).
@@ -79,7 +73,7 @@ def postgres_url() -> Iterator[str]:
             pytest.skip("running as root and `runuser` is missing, needed to start PostgreSQL as `postgres`")
         os.chown(base, pg.pw_uid, pg.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
     run = [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
            "--no-sync"]
     subprocess.run(run, check=True, capture_output=True)
@@ -179,9 +173,7 @@ def test_background_thread_flushes(url: str | None, tmp_path: Path) -> None:
     with UsageStore(url, tmp_path, flush_interval=0.05) as s:
         for i in range(5):
             s.record(rec(i))
-        deadline = time.monotonic() + 10
-        while count(s) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: count(s) >= 5), "the writer thread never flushed"
         assert count(s) == 5 and s.pending == 0
 
 
@@ -346,7 +338,7 @@ CHILD = textwrap.dedent("""
         if now - last >= 0.01:
             print(f"{now:.6f} {i}", flush=True)
             last = now
-        time.sleep(0.0005)
+        time.sleep(0.0005)  # the child's pace: about 2,000 records a second, not a wait for anything
 """)
 
 
@@ -366,9 +358,8 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while (not printed or printed[-1][0] - printed[0][0] < 2.0) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # let the child record for 2 s (the behaviour under test), measured by what it printed
+    assert wait_until(lambda: printed and printed[-1][0] - printed[0][0] >= 2.0, timeout=30, interval=0.01)
     os.kill(child.pid, signal.SIGKILL)
     killed_at = time.time()
     child.wait(10)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,52 +95,6 @@ def test_invalid_json_names_line(tmp_path):
     bad.write_text('{"program": {"port": 1,}}')
     with pytest.raises(ConfigError, match="invalid JSON at line 1"):
         load_config(bad)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llm_manager.cli", *args], capture_output=True, text=True, timeout=60)
-
-
-def test_check_config_cli_lists_models_and_choice(tmp_path):
-    doc = copy.deepcopy(seed())
-    doc["program"]["simulated_devices"] = [{"name": "NVIDIA GeForce RTX 4060", "total_memory_mb": 8188}]
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(doc))
-    r = _cli("check-config", str(path))
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert "Qwen3-Coder-30B-A3B-Instruct-UD-64K  [Chat]  port 10001" in out
-    assert "aliases: Qwen3-Coder-30B-A3B-Instruct-64K, Qwen3-Coder-30B-A3B-Instruct" in out
-    assert "profile RTX4060-V100: rtx 4060: 6144 MB, v100: 16000 MB" in out
-    # no V100 present: the second profile is the one that would be chosen
-    assert "would choose now: RTX4060 (profile RTX4060 fits)" in out
-    assert "bge-reranker-v2-m3  [Reranker]" in out
-
-
-def test_check_config_cli_bad_config_exits_2_with_one_message(tmp_path):
-    doc = seed()
-    doc["Qwen3-Embedding-8B"]["RTX4060"]["memory_mb"]["rtx 4060"] = "lots"
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(doc))
-    r = _cli("check-config", str(path))
-    assert r.returncode == 2
-    assert r.stderr.strip() == ("invalid config: models.Qwen3-Embedding-8B.RTX4060.memory_mb.rtx 4060: "
-                                "expected integer")
-    r = _cli("serve", "--config", str(path), "--port", "0")
-    assert r.returncode == 2 and "memory_mb.rtx 4060: expected integer" in r.stderr
-    assert "Traceback" not in r.stderr
-
-
-def test_plan_cli_without_a_running_manager(tmp_path):
-    doc = seed()
-    doc["program"]["simulated_devices"] = [{"name": "NVIDIA GeForce RTX 4060", "total_memory_mb": 6000}]
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(doc))
-    r = _cli("plan", "Qwen3-Embedding-8B", "--config", str(path), "--url", "http://127.0.0.1:9")
-    assert r.returncode == 3  # does not fit: 6500 MB needed, 6000 MB on the card
-    assert "config only: no manager answering at http://127.0.0.1:9" in r.stdout and "needs   6500 MB" in r.stdout
-    r = _cli("plan", "bge-reranker-v2-m3", "--config", str(path), "--url", "http://127.0.0.1:9")
-    assert r.returncode == 0 and "profile: RTX4060" in r.stdout
 
 
 def test_config_example_is_valid():

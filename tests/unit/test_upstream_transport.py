@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from helpers import wait_until_async
 
 from llm_manager.upstream import PooledTransport, make_client
 
@@ -18,11 +19,13 @@ Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable
 
 
 class Scripted:
-    """A loopback server: reads each request whole, lets ``answer`` reply; counts connections and requests."""
+    """A loopback server: reads each request whole, lets ``answer`` reply; counts connections (opened and
+    closed by the server) and requests."""
 
     def __init__(self, answer: Answer):
         self.answer = answer
         self.connections = 0
+        self.closed = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
 
@@ -53,6 +56,7 @@ class Scripted:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         writer.close()
+        self.closed += 1
 
 
 def fixed(data: bytes, keep: bool = True) -> Answer:
@@ -126,14 +130,14 @@ async def test_connection_closed_while_idle_is_retried_once() -> None:
 
     async with Scripted(answer_then_hang_up_later) as srv, make_client() as client:
         assert (await post(client, srv.url)).text == "ok"
-        await asyncio.sleep(0.05)
+        assert await wait_until_async(lambda: srv.closed == 1)  # the kept-alive connection is closed while idle
         assert (await post(client, srv.url)).text == "ok"
     assert srv.connections == 2 and len(srv.requests) == 2
 
 
 async def test_a_silent_upstream_is_a_read_timeout() -> None:
     async def never(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        await asyncio.sleep(30)
+        await asyncio.sleep(30)  # a silent upstream: the sleep is the behaviour under test
         return False
 
     async with Scripted(never) as srv, make_client() as client:
@@ -148,7 +152,7 @@ async def test_a_stream_that_stops_is_a_read_timeout_mid_body() -> None:
     async def stall(request: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
         await writer.drain()
-        await asyncio.sleep(30)
+        await asyncio.sleep(30)  # an upstream that stops mid-body: the sleep is the behaviour under test
         return False
 
     async with Scripted(stall) as srv, make_client() as client:
