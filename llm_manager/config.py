@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_blocks import (
+    BudgetSpec,
+    ConfigKey,
+    RateLimits,
+    parse_budgets,
+    parse_config_keys,
+    parse_rate_limits,
+)
 from .errors import ConfigError
+from .usage.pricing import Pricing, parse_pricing
 
 MODES = ("Chat", "Base", "Embedding", "Reranker")
 DEFAULT_START_TIMEOUT = 300.0
@@ -73,7 +82,7 @@ class ModelConfig:
     max_queue: int = 100
     queue_timeout: float = 600.0
     request_timeout: float = 600.0  # seconds the upstream may take to answer (or between stream chunks)
-    pricing: Mapping[str, Any] | None = None
+    pricing: Pricing | None = None  # parsed by _model with usage/pricing.py; None: the model is free
     description: str = ""
 
     @property
@@ -108,14 +117,28 @@ class ProgramConfig:
     monitor_interval: float = 2.0
     flush_interval: float = 1.0
     admin_key: str | None = None
-    api_keys: tuple[Any, ...] = ()
-    budgets: tuple[Any, ...] = ()
-    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    api_keys: tuple[ConfigKey, ...] = ()
+    budgets: tuple[BudgetSpec, ...] = ()
+    rate_limits: RateLimits = RateLimits()
     currency: str = "USD"
     access_log: bool = True  # one log line per request (tornado.access); off saves ~13 % CPU per request
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback and ``host`` (DNS-rebinding guard)
     metrics_key: str | None = None  # a read-only key for /api/metrics (a scraper need not hold the admin key)
     header_timeout: float = 30.0  # seconds a connection may take to send a request's headers (or idle between)
+
+    def __post_init__(self) -> None:
+        """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
+        them as JSON) or from code and tests; values already typed pass through, so each block parses once."""
+        if not _all(self.api_keys, ConfigKey):
+            object.__setattr__(self, "api_keys", tuple(parse_config_keys(self.api_keys).values()))
+        if not _all(self.budgets, BudgetSpec):
+            object.__setattr__(self, "budgets", parse_budgets(self.budgets))
+        if not isinstance(self.rate_limits, RateLimits):
+            object.__setattr__(self, "rate_limits", parse_rate_limits(self.rate_limits))
+
+
+def _all(values: Any, cls: type) -> bool:
+    return isinstance(values, tuple) and all(isinstance(v, cls) for v in values)
 
 
 @dataclass(frozen=True)
@@ -238,12 +261,9 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
         kw["allowed_hosts"] = _str_list(raw["allowed_hosts"], f"{p}.allowed_hosts")
     if "header_timeout" in raw:
         kw["header_timeout"] = _number(raw["header_timeout"], f"{p}.header_timeout", 0.1)
-    for key in ("api_keys", "budgets"):
+    for key in ("api_keys", "budgets", "rate_limits"):  # JSON forms: ProgramConfig parses them
         if key in raw:
-            _expect(isinstance(raw[key], list), f"{p}.{key}", "expected list")
-            kw[key] = tuple(raw[key])
-    if "rate_limits" in raw:
-        kw["rate_limits"] = _dict(raw["rate_limits"], f"{p}.rate_limits")
+            kw[key] = raw[key]
     if "access_log" in raw:
         kw["access_log"] = _bool(raw["access_log"], f"{p}.access_log")
     if "currency" in raw:
@@ -319,7 +339,7 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
     if health is not None:
         _expect(isinstance(health, str) and health.startswith("/"), f"{p}.health_path", "expected a path like /health")
     maxc = _int(raw["max_concurrency"], f"{p}.max_concurrency", 1) if "max_concurrency" in raw else None
-    pricing = _dict(raw["pricing"], f"{p}.pricing") if "pricing" in raw else None
+    pricing = parse_pricing(_dict(raw["pricing"], f"{p}.pricing"), f"{p}.pricing") if "pricing" in raw else None
     return ModelConfig(
         name=name, mode=mode, port=port, profiles=tuple(profiles),
         aliases=_str_list(raw.get("aliases", []), f"{p}.aliases"),

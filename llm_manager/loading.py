@@ -1,26 +1,21 @@
-"""Read a config file completely: structure, modes the interface plugins provide, and the raw extension blocks."""
+"""Read a config completely: one parse (structure, keys, budgets, limits, pricing), then the modes the interface
+plugins provide, which ``config.py`` cannot know without loading them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config, parse_config
+from .config import MODES, Config, load_config, parse_config
 from .errors import ConfigError
-from .security import parse_budgets, parse_config_keys
-from .usage.pricing import parse_pricing
 
 
-def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
+def known_modes(config: Config) -> tuple[str, ...] | None:
     """Modes served by the interface plugins the config points at (built-ins plus its folder)."""
     from .plugins import load_plugins
 
-    folder = None
-    if isinstance(raw, dict) and isinstance(raw.get("program"), dict):
-        folder = raw["program"].get("interface_plugin_dir")
-    extra = str(base_dir / folder) if isinstance(folder, str) else None
     names = []
-    for cls in load_plugins("interfaces", "InterfacePlugin", extra).classes:
+    for cls in load_plugins("interfaces", "InterfacePlugin", config.program.interface_plugin_dir or None).classes:
         try:
             names.append(cls().interface_name)
         except Exception:  # a plugin needing arguments still gets its mode checked at serve time
@@ -28,26 +23,20 @@ def known_modes(raw: Any, base_dir: Path) -> tuple[str, ...] | None:
     return tuple(names) or None
 
 
-def validate_extensions(config: Config) -> None:
-    """Check the blocks the core config loader keeps raw (pricing, keys, budgets): ConfigError naming the path."""
+def check_modes(config: Config) -> Config:
+    """Every model's ``mode`` must be one a plugin serves; the error names ``models.<name>.mode``."""
+    modes = known_modes(config) or MODES
     for model in config.models.values():
-        parse_pricing(model.pricing, f"models.{model.name}.pricing")
-    parse_config_keys(config.program.api_keys)
-    parse_budgets(config.program.budgets)
-    limits = config.program.rate_limits
-    for scope in limits:
-        if scope not in ("per_key", "per_ip") or not isinstance(limits[scope], dict):
-            raise ConfigError(f"program.rate_limits.{scope}", "expected per_key or per_ip: {rpm, tpm}")
+        if model.mode not in modes:
+            raise ConfigError(f"models.{model.name}.mode", f"expected one of {', '.join(modes)}")
+    return config
 
 
 def read_document(raw: Any, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed document fully; raises ConfigError naming the JSON path."""
-    first = parse_config(raw, base_dir, source, ("*",))  # structure first, so its errors name their path
-    config = parse_config(raw, base_dir, source, known_modes(first.raw, first.base_dir))
-    validate_extensions(config)
-    return config
+    return check_modes(parse_config(raw, base_dir, source, ("*",)))
 
 
 def read_config(path: Path | str) -> Config:
-    cfg = load_config(path, ("*",))
-    return read_document(dict(cfg.raw), cfg.base_dir, cfg.source)
+    """Read and validate a config file fully (relative paths in it are relative to its folder)."""
+    return check_modes(load_config(path, ("*",)))

@@ -303,19 +303,7 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
         if self.bus.has_subscribers("usage"):
             self.bus.publish("usage", rec.to_dict())
 
-    # ------------------------------------------------------------------ request accounting hooks
-
-    def authorize_request(self, handler: Any, model: str | None) -> Any:
-        """The API key behind a request (None when the server is open); raises 401/403/429."""
-        if self.security is None:
-            return None
-        return self.security.authorize(handler.request, model)
-
-    def check_budget(self, key: Any, model: str) -> None:
-        if self.security is not None:
-            self.security.check_budget(key, model)
-
-    def finish_usage(self, rec: UsageRecord, model: ModelConfig, raw: bytes) -> None:
+    def finish_usage(self, rec: UsageRecord) -> None:
         """Price and record one finished request."""
         rec.ts = time.time()  # records are stamped when they finish (throughput windows rely on it)
         if self.pricer is not None:

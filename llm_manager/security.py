@@ -1,15 +1,7 @@
 """API keys (hashed at rest), the admin key, per-key and per-IP token-bucket rate limits, and budgets.
 
-Config form (all optional, in ``program``)::
-
-    "admin_key": "sk-admin-...",
-    "api_keys": ["sk-...", {"key": "sk-...", "name": "team-a", "models": ["chat"], "rpm": 60, "tpm": 100000},
-                 {"key_hash": "sha256:<hex>", "name": "ci"}],
-    "rate_limits": {"per_key": {"rpm": 600, "tpm": 1000000}, "per_ip": {"rpm": 120}},
-    "budgets": [{"name": "monthly", "scope": "global", "period": "month", "limit": 50, "unit": "cost"},
-                {"name": "team-a daily", "scope": "key", "key": "team-a", "period": "day", "limit": 200000,
-                 "unit": "tokens"}]
-
+The config blocks (``program.api_keys``, ``budgets``, ``rate_limits``; their form is in ``config_blocks.py``)
+arrive parsed in ``ProgramConfig``; nothing here re-validates them.
 Keys created at run time (``/api/keys``, ``llm-manager keys create``) live in the usage store, hashed.
 Budget counters start from the store's totals for the current period and then count in memory.
 """
@@ -17,7 +9,6 @@ Budget counters start from the store's totals for the current period and then co
 from __future__ import annotations
 
 import calendar
-import hashlib
 import ipaddress
 import json
 import secrets
@@ -27,18 +18,29 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .config import ProgramConfig
-from .errors import AuthenticationError, BudgetExceeded, ConfigError, PermissionDenied, RateLimited
+from .config_blocks import BudgetSpec, ConfigKey, hash_key
+from .errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
 
 BUDGET_THRESHOLDS = (0.5, 0.8, 1.0)
 
 
-def hash_key(secret: str) -> str:
-    """Keys are long random strings, so one SHA-256 is enough (no password stretching needed)."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
-
-
 def new_secret() -> str:
     return "sk-llm-" + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request, as the transport read it: the key it presented (if any) and its address."""
+
+    token: str | None
+    ip: str = ""
+
+
+def presented_key(authorization: str | None, x_api_key: str | None = None) -> str | None:
+    """The key in ``Authorization: Bearer <key>``, else in ``x-api-key`` (Anthropic's header)."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return x_api_key
 
 
 @dataclass
@@ -50,6 +52,10 @@ class KeyInfo:
     tpm: float | None = None
     admin: bool = False
     source: str = "config"  # "config" | "store"
+
+    @classmethod
+    def from_config(cls, key: ConfigKey) -> KeyInfo:
+        return cls(f"cfg:{key.name}", key.name, key.models, key.rpm, key.tpm)
 
 
 class TokenBucket:
@@ -90,6 +96,8 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
 
 @dataclass
 class Budget:
+    """A configured budget (``BudgetSpec``) with its counters for the current period."""
+
     name: str
     scope: str  # "global" | "key"
     period: str  # "day" | "month"
@@ -101,6 +109,10 @@ class Budget:
     end: float = 0.0
     warned: set[float] = field(default_factory=set)
 
+    @classmethod
+    def from_spec(cls, spec: BudgetSpec) -> Budget:
+        return cls(spec.name, spec.scope, spec.period, spec.limit, spec.unit, spec.key)
+
     def applies(self, key: KeyInfo | None) -> bool:
         return self.scope == "global" or (key is not None and self.key in (key.id, key.name))
 
@@ -108,47 +120,6 @@ class Budget:
         return {"name": self.name, "scope": self.scope, "key": self.key, "period": self.period, "unit": self.unit,
                 "limit": self.limit, "used": self.used, "resets_at": self.end,
                 "fraction": self.used / self.limit if self.limit else 0.0}
-
-
-def parse_budgets(raw: tuple[Any, ...]) -> list[Budget]:
-    out = []
-    for i, b in enumerate(raw):
-        p = f"program.budgets[{i}]"
-        if not isinstance(b, dict):
-            raise ConfigError(p, "expected object {name, scope, period, limit, unit}")
-        scope, period, unit = b.get("scope", "global"), b.get("period", "month"), b.get("unit", "cost")
-        if scope not in ("global", "key"):
-            raise ConfigError(f"{p}.scope", "expected global or key")
-        if period not in ("day", "month"):
-            raise ConfigError(f"{p}.period", "expected day or month")
-        if unit not in ("cost", "tokens"):
-            raise ConfigError(f"{p}.unit", "expected cost or tokens")
-        limit = b.get("limit")
-        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
-            raise ConfigError(f"{p}.limit", "expected a positive number")
-        if scope == "key" and not isinstance(b.get("key"), str):
-            raise ConfigError(f"{p}.key", "expected the key's name or id for a key budget")
-        out.append(Budget(str(b.get("name", f"budget {i}")), scope, period, float(limit), unit, b.get("key")))
-    return out
-
-
-def parse_config_keys(raw: tuple[Any, ...]) -> dict[str, KeyInfo]:
-    keys: dict[str, KeyInfo] = {}
-    for i, k in enumerate(raw):
-        p = f"program.api_keys[{i}]"
-        if isinstance(k, str):
-            k = {"key": k}
-        if not isinstance(k, dict) or not (isinstance(k.get("key"), str) or isinstance(k.get("key_hash"), str)):
-            raise ConfigError(p, "expected a key string or {key | key_hash, name, models, rpm, tpm}")
-        digest = k["key_hash"] if "key_hash" in k else hash_key(k["key"])
-        if not digest.startswith("sha256:"):
-            digest = "sha256:" + digest
-        name = str(k.get("name", f"config-key-{i}"))
-        models = k.get("models", [])
-        if not isinstance(models, list):
-            raise ConfigError(f"{p}.models", "expected list of model names")
-        keys[digest] = KeyInfo(f"cfg:{name}", name, tuple(models), k.get("rpm"), k.get("tpm"))
-    return keys
 
 
 def is_loopback(ip: str | None) -> bool:
@@ -165,11 +136,12 @@ class Security:
         self.store = store
         self.resolve = resolve  # name or alias -> model name
         self.bus = bus
-        self.keys = parse_config_keys(program.api_keys)
-        self.budgets = parse_budgets(program.budgets)
-        limits = program.rate_limits or {}
-        self.key_limits = dict(limits.get("per_key") or {})
-        self.ip_limits = dict(limits.get("per_ip") or {})
+        self.keys = {k.hash: KeyInfo.from_config(k) for k in program.api_keys}
+        self.budgets = [Budget.from_spec(b) for b in program.budgets]
+        self.rate_limits = program.rate_limits
+        # the defaults as authorize/on_usage read them: {"rpm": ..., "tpm": ...}, None where unset
+        self.key_limits = {"rpm": self.rate_limits.key_rpm, "tpm": self.rate_limits.key_tpm}
+        self.ip_limits = {"rpm": self.rate_limits.ip_rpm}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self.load_store_keys()
 
@@ -204,20 +176,13 @@ class Security:
 
     # ---------------------------------------------------------------- authentication
 
-    @staticmethod
-    def _token(request: Any) -> str | None:
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        return request.headers.get("x-api-key")
-
-    def authorize(self, request: Any, model: str | None) -> KeyInfo | None:
+    def authorize(self, caller: Caller, model: str | None) -> KeyInfo | None:
         """The caller's key (None on an open server); 401/403/429 otherwise."""
-        ip = request.remote_ip or ""
+        ip = caller.ip
         self._limit(("ip", ip), self.ip_limits.get("rpm"), f"client {ip}")
         if not self.auth_required:
             return None
-        token = self._token(request)
+        token = caller.token
         if not token:
             raise AuthenticationError("missing API key: send Authorization: Bearer <key>")
         if self.admin_key and secrets.compare_digest(token, self.admin_key):
@@ -246,13 +211,13 @@ class Security:
         except Exception:
             return name
 
-    def authorize_admin(self, request: Any, token: str | None = None, scope: str = "admin") -> None:
+    def authorize_admin(self, caller: Caller, scope: str = "admin") -> None:
         """Management needs the admin key when one is set; without one, only loopback clients may manage.
 
         ``scope="metrics"`` (``/api/metrics``) also takes ``program.metrics_key``: a Prometheus scraper can
         hold a key that reads metrics and nothing else.
         """
-        given = token or self._token(request)
+        given = caller.token
         if scope == "metrics" and self.metrics_key and given and secrets.compare_digest(given, self.metrics_key):
             return
         if self.admin_key:
@@ -260,7 +225,7 @@ class Security:
                 needed = "the metrics key (program.metrics_key) or " if scope == "metrics" and self.metrics_key else ""
                 raise AuthenticationError(f"this endpoint needs {needed}the admin key (program.admin_key)")
             return
-        if not is_loopback(request.remote_ip):
+        if not is_loopback(caller.ip):
             raise PermissionDenied("the management API is only open to loopback clients until program.admin_key is set")
 
     # ---------------------------------------------------------------- rate limits

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from .config import Config
-from .loading import validate_extensions
 from .manager import Manager
 from .metrics import Metrics
 from .security import Security
@@ -26,8 +25,7 @@ class Pricer:
     """Live cost of a request: the model's price at the volume tier its month's tokens have reached."""
 
     def __init__(self, config: Config):
-        self.prices: dict[str, Pricing | None] = {
-            m.name: parse_pricing(m.pricing, f"models.{m.name}.pricing") for m in config.models.values()}
+        self.prices: dict[str, Pricing | None] = {m.name: m.pricing for m in config.models.values()}
         self.period = period_start(time.time())
         self.period_end = next_period_start(self.period)
         self.period_tokens: dict[str, int] = {}
@@ -57,7 +55,6 @@ class Pricer:
 def attach_optional_layers(manager: Manager, with_store: bool = True) -> None:
     """Wire store, pricing, security and metrics into ``manager`` (before ``manager.start()``)."""
     config = manager.config
-    validate_extensions(config)
     store = UsageStore(config.program.database_url, manager.data_dir, config.program.flush_interval) if with_store else None
     manager.store = store
     manager.pricer = Pricer(config)

@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from ..manager import Manager
+from ..pipeline import Pipeline
 from .base import NotFoundHandler
 from .events import EventSocket
 from .guard import RequestGuard, redact_uri
@@ -35,13 +36,13 @@ from .usage import usage_routes
 NAME = r"([^/]+)"
 
 
-def api_patterns(manager: Manager) -> list[tuple]:
+def api_patterns(manager: Manager, pipeline: Pipeline) -> list[tuple]:
     """Every route of ours, in match order (first match wins)."""
     m = {"manager": manager}
     routes: list[tuple] = [
         (r"/v1/models/?", ModelsHandler, m),
         (rf"/v1/models/{NAME}", ModelsHandler, m),
-        (r"/(v1/.+)", V1OtherHandler, m),  # POSTs are taken in before routing (intake.py)
+        (r"/(v1/.+)", V1OtherHandler, {**m, "pipeline": pipeline}),  # POSTs are taken in before routing
         (r"/api/health", HealthHandler, m),
         (r"/api/info", InfoHandler, m),
         (r"/api/models-info", ModelsInfoHandler, m),
@@ -75,13 +76,14 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
 
         apps["dashboard"] = lambda: create_dashboard(manager)
     program = manager.config.program
+    pipeline = Pipeline(manager)
     auth: dict[str, Any] = {}
     if program.admin_key:  # the dashboard can start and stop models: Panel's login page asks for the admin key
         auth = {"basic_auth": program.admin_key, "cookie_secret": secrets.token_hex(32)}
     server = pn.serve(
         apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
         port=port, address=host, show=False, start=False, title="llm-manager",
-        extra_patterns=api_patterns(manager), verbose=False, **auth,
+        extra_patterns=api_patterns(manager, pipeline), verbose=False, **auth,
     )
     guard = RequestGuard(program)
     tornado_app = server._tornado  # bokeh.server.tornado.BokehTornado, a tornado.web.Application
@@ -89,7 +91,7 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
     tornado_app.settings["log_function"] = log_request
     # Bokeh checks its websocket's Origin itself; the guard has already checked it, by the same rules.
     tornado_app._websocket_origins = guard.websocket_origins(server.port)
-    install(server, route_v1(manager), guard, program.header_timeout)
+    install(server, route_v1(pipeline), guard, program.header_timeout)
     return server
 
 

@@ -7,23 +7,22 @@ import logging
 from typing import Any
 
 import tornado.web
+from tornado.httputil import HTTPServerRequest
 
-from ..errors import BadRequest, LLMManagerError
+from ..errors import LLMManagerError
 from ..manager import Manager
+from ..security import Caller, presented_key
+from ..validation import json_object
 from .intake import cors_headers
 
 log = logging.getLogger("llm_manager.api")
 
 
-def json_object(raw: bytes | None) -> dict[str, Any]:
-    """A request body that must be one JSON object; 400 naming what is wrong otherwise."""
-    try:
-        body = json.loads(raw or b"")
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
+def caller_of(request: HTTPServerRequest, token: str | None = None) -> Caller:
+    """The transport's part of authorization: the key a request presents (or ``token``) and its address."""
+    headers = request.headers
+    return Caller(token or presented_key(headers.get("Authorization"), headers.get("x-api-key")),
+                  request.remote_ip or "")
 
 
 class BaseHandler(tornado.web.RequestHandler):

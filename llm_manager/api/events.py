@@ -14,6 +14,7 @@ import tornado.websocket
 
 from ..errors import LLMManagerError
 from ..manager import Manager
+from .base import caller_of
 
 TOPICS = ("model", "devices", "throughput", "usage", "event", "log")
 SUBPROTOCOL = "llm-manager"
@@ -55,7 +56,7 @@ class EventSocket(tornado.websocket.WebSocketHandler):
             token = (subprotocol_token(self.request.headers.get("Sec-WebSocket-Protocol", ""))
                      or self.get_argument("token", None))  # ?token= still works for scripts; logs redact it
             try:
-                security.authorize_admin(self.request, token=token)
+                security.authorize_admin(caller_of(self.request, token))
             except LLMManagerError as exc:
                 self.set_status(exc.status)
                 self.finish(json.dumps(exc.body()))

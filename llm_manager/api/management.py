@@ -8,7 +8,7 @@ import time
 from .. import __version__
 from ..config import redact
 from ..errors import LLMManagerError
-from .base import BaseHandler, log
+from .base import BaseHandler, caller_of, log
 
 
 class ManagementHandler(BaseHandler):
@@ -16,7 +16,7 @@ class ManagementHandler(BaseHandler):
 
     def prepare(self) -> None:
         if self.request.method != "OPTIONS" and self.manager.security is not None:
-            self.manager.security.authorize_admin(self.request)
+            self.manager.security.authorize_admin(caller_of(self.request))
 
 
 class HealthHandler(BaseHandler):

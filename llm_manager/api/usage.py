@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import BadRequest, NotFound
 from ..usage import analytics
+from .base import caller_of
 from .management import ManagementHandler
 
 
@@ -112,7 +113,7 @@ class MetricsHandler(UsageHandler):
 
     def prepare(self) -> None:
         if self.request.method != "OPTIONS" and self.manager.security is not None:
-            self.manager.security.authorize_admin(self.request, scope="metrics")
+            self.manager.security.authorize_admin(caller_of(self.request), scope="metrics")
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from llm_manager.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported by the functions that take frames: config.py imports this module
+    import pandas as pd
 
 __all__ = ["Pricing", "PromptTier", "VolumeTier", "parse_pricing", "period_start", "reprice"]
 
@@ -185,6 +187,8 @@ def _month_index(ts: np.ndarray) -> np.ndarray:
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, Sequence[Any]]:
+    import pandas as pd
+
     if isinstance(col.dtype, pd.CategoricalDtype):
         return col.cat.codes.to_numpy(), list(col.cat.categories)
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
@@ -236,6 +240,8 @@ def reprice(df: pd.DataFrame, pricing_by_model: Mapping[str, Pricing | None]) ->
     Vectorised: one grouping pass for the running monthly tokens, then per model one contiguous slice and a
     ``searchsorted`` per kind of tier; no Python loop over rows.
     """
+    import pandas as pd
+
     cost = np.zeros(len(df), dtype=np.float64)
     if len(df) == 0:
         return pd.Series(cost, index=df.index, name="cost")

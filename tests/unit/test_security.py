@@ -9,21 +9,21 @@ from types import SimpleNamespace
 import pytest
 
 from llm_manager.config import ProgramConfig
+from llm_manager.config_blocks import parse_budgets, parse_config_keys
 from llm_manager.errors import AuthenticationError, BudgetExceeded, ConfigError, PermissionDenied, RateLimited
 from llm_manager.security import (
+    Caller,
     Security,
     TokenBucket,
     hash_key,
-    parse_budgets,
-    parse_config_keys,
     period_bounds,
+    presented_key,
 )
 from llm_manager.usage.record import UsageRecord
 
 
-def request(token: str | None = None, ip: str = "127.0.0.1") -> SimpleNamespace:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return SimpleNamespace(headers=headers, remote_ip=ip)
+def request(token: str | None = None, ip: str = "127.0.0.1") -> Caller:
+    return Caller(presented_key(f"Bearer {token}" if token else None), ip)
 
 
 def test_period_bounds_day_and_month_utc():

@@ -1,0 +1,173 @@
+"""The one path of a proxied request: authorize → resolve → validate → admit → lease → forward → account.
+
+The HTTP intake parses bytes into a ``Call`` and hands ``Pipeline.handle`` a ``Reply`` to write the answer to;
+a protocol adapter translates its request into a ``Call`` and wraps the ``Reply``; the batch runner passes a
+``Reply`` that keeps the answer in memory. Nothing here knows Tornado or any handler object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import ModelConfig
+from .errors import BadRequest, LLMManagerError, NotFound
+from .manager import Manager
+from .proxy import Outcome, forward, prepare_stream_body
+from .security import Caller, KeyInfo, Security
+from .usage.record import UsageRecord
+from .validation import EndpointTable, check_fields, json_object, shown
+
+log = logging.getLogger(__name__)
+
+STREAMABLE = frozenset({"v1/chat/completions", "v1/completions"})
+
+
+@dataclass
+class Call:
+    """One request as the core sees it: which endpoint, the body's bytes, who sent it."""
+
+    path: str  # as asked, without leading slash: "v1/chat/completions", "v2/rerank"
+    raw: bytes
+    caller: Caller
+    started: float = field(default_factory=time.monotonic)
+
+
+class Reply(Protocol):
+    """Where an answer goes. ``stream`` sends a piece (the first one with the head); it raises
+    ``asyncio.CancelledError`` when the client has gone. ``whole`` sends a complete answer at once."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def stream(self, status: int, content_type: str, data: bytes) -> None: ...
+
+    def whole(self, status: int, content_type: str, data: bytes) -> None: ...
+
+
+@dataclass
+class Admitted:
+    """A call that passed every check and may take a model's capacity."""
+
+    endpoint: str
+    body: dict[str, Any]
+    model: ModelConfig
+    key: KeyInfo | None
+    stream: bool
+
+
+class Pipeline:
+    """Runs calls through the manager: the only place that orders the steps of a request."""
+
+    def __init__(self, manager: Manager):
+        self.manager = manager
+        self.endpoints = EndpointTable()
+
+    @property
+    def security(self) -> Security | None:
+        return self.manager.security  # a config reload replaces it (setup._refresh)
+
+    def served(self) -> dict[str, str]:
+        """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
+        return self.endpoints.table(self.manager.interfaces)
+
+    def admit(self, call: Call) -> Admitted:
+        """Everything decided before a model is touched: 404/400/401/403/429 come from here."""
+        endpoint = self.served().get(call.path)
+        if endpoint is None:  # before the body is looked at: no model makes an unknown path exist
+            raise NotFound(f"no endpoint /{call.path}; served: " + ", ".join("/" + e for e in sorted(self.served())))
+        body = json_object(call.raw)
+        name = body.get("model")
+        if name is None:
+            raise BadRequest("missing required field: model", param="model")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
+                             param="model")
+        key = self.security.authorize(call.caller, name) if self.security is not None else None
+        model = self.manager.resolve(name)
+        iface = self.manager.interfaces.get(model.mode)
+        if iface is None:
+            raise BadRequest(f"model {model.name} has mode {model.mode}, for which no interface plugin is loaded")
+        ok, message = iface.validate_request(endpoint, model.name)
+        if not ok:
+            raise BadRequest(message, param="model")
+        problem = iface.validate_body(endpoint, body)
+        if problem:
+            raise BadRequest(problem, param=problem.split(":")[0])
+        check_fields(body)
+        if self.security is not None:
+            self.security.check_budget(key, model.name)
+        return Admitted(endpoint, body, model, key, body.get("stream") is True)
+
+    async def handle(self, call: Call, reply: Reply) -> UsageRecord:
+        """Admit, serve and account one call; an error before the answer started is raised for the caller to
+        render in its protocol's shape, one after it is told in-band (an SSE error event)."""
+        admitted = self.admit(call)
+        rec = UsageRecord(model=admitted.model.name, endpoint=admitted.endpoint.removeprefix("v1/"), status=0,
+                          alias=admitted.body["model"], key_id=admitted.key.id if admitted.key else None,
+                          client_ip=call.caller.ip, stream=admitted.stream)
+        out = Outcome()
+        try:
+            await self._serve(call, admitted, reply, rec, out)
+        except LLMManagerError as exc:
+            rec.status, rec.error = exc.status, exc.message
+            if not reply.started:
+                raise
+            log.warning("stream to %s broke off: %s", call.caller.ip or "?", exc.message)
+            try:  # mid-stream: tell the client in-band
+                await reply.stream(exc.status, "text/event-stream", f"data: {json.dumps(exc.body())}\n\n".encode())
+            except asyncio.CancelledError:
+                pass
+        except asyncio.CancelledError:
+            if out.done:  # the client had the whole answer and hung up: a success
+                self._account(rec, out, call, admitted)
+            else:
+                rec.status, rec.error = 499, "client closed the connection"
+            raise
+        finally:
+            rec.total_ms = (time.monotonic() - call.started) * 1000
+            self.manager.finish_usage(rec)
+        return rec
+
+    async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome) -> None:
+        model, endpoint = admitted.model, admitted.endpoint
+        tracked = model.mode in self.manager.config.program.token_tracker
+        content, hide_usage = call.raw, False
+        if admitted.stream and tracked and endpoint in STREAMABLE:
+            content, wanted = prepare_stream_body(admitted.body, call.raw)
+            hide_usage = not wanted
+        async with self.manager.lease(model.name) as (sup, timings):
+            rec.start_ms, rec.queue_ms = timings["start_ms"], timings["queue_ms"]
+            head: list[Any] = [200, "application/json"]
+
+            def on_headers(status: int, ctype: str) -> None:
+                head[:] = [status, ctype]
+
+            async def write(data: bytes) -> None:
+                await reply.stream(head[0], head[1], data)
+
+            await forward(self.manager.http, f"http://127.0.0.1:{sup.model.port}/{endpoint}", content,
+                          admitted.stream, model.request_timeout, on_headers, write, hide_usage, out,
+                          name=f"model {model.name}")
+            if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
+                reply.whole(head[0], head[1], out.body)
+            elif not reply.started:  # a stream that sent no event at all
+                await reply.stream(head[0], head[1], b"")
+        self._account(rec, out, call, admitted)
+
+    def _account(self, rec: UsageRecord, out: Outcome, call: Call, admitted: Admitted) -> None:
+        """Fill the usage record from what the relay saw; estimate tokens when the upstream gave none."""
+        rec.status = out.status
+        rec.error = out.error
+        if out.first_byte is not None:
+            rec.ttft_ms = (out.first_byte - call.started) * 1000
+        if out.prompt_tokens is not None:
+            rec.prompt_tokens, rec.completion_tokens = out.prompt_tokens, out.completion_tokens or 0
+        elif out.status == 200 and admitted.model.mode in self.manager.config.program.token_tracker:
+            rec.estimated = True
+            rec.prompt_tokens = max(1, len(call.raw) // 4)
+            rec.completion_tokens = out.stream_events if admitted.stream else max(0, out.text_chars // 4)
