@@ -40,13 +40,12 @@ def fail_config(exc: ConfigError) -> int:
 
 async def serve(config: Config, host: str, port: int, data_dir: str | None, dashboard: bool = True) -> None:
     from .api.app import build_server
-    from .manager import Manager
-    from .setup import attach_optional_layers
+    from .service import build
 
-    manager = Manager(config, data_dir)
-    attach_optional_layers(manager)
-    await manager.start()
-    server = build_server(manager, host, port, dashboard=dashboard)
+    service = build(config, data_dir)
+    manager = service.manager
+    await service.start()
+    server = build_server(service, host, port, dashboard=dashboard)
     server.start()
     # Everything loaded so far lives for the whole run: keep the collector off it, and collect the young
     # generation less often (bench/RESULTS.md: lower p99 and stream TTFT on the proxy path).
@@ -57,7 +56,7 @@ async def serve(config: Config, host: str, port: int, data_dir: str | None, dash
     where = f"http://{host}:{actual}"
     print(f"llm-manager serving {len(config.models)} models on {where}  (API {where}/v1, dashboard {where}/dashboard)",
           flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1") and (manager.security is None or not manager.security.auth_required):
+    if host not in ("127.0.0.1", "localhost", "::1") and not service.accounting.security.auth_required:
         log.warning("listening on %s with NO API keys: anyone who can reach this port can use every model", host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -66,7 +65,7 @@ async def serve(config: Config, host: str, port: int, data_dir: str | None, dash
     await stop.wait()
     print("llm-manager stopping: stopping models", flush=True)
     server.stop()
-    await manager.shutdown()
+    await service.shutdown()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

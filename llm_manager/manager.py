@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, hotreload
-from .accounting import AccountingMixin
 from .config import Config, ModelConfig
 from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
@@ -40,9 +39,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
 
 
-class Manager(AccountingMixin, DeviceSnapshotMixin):
-    """Drives models, devices and requests; also the usage/cost/keys surface (AccountingMixin) and the
-    device snapshots placement decides on (DeviceSnapshotMixin)."""
+class Manager(DeviceSnapshotMixin):
+    """Drives models, devices and requests, and takes the device snapshots placement decides on
+    (DeviceSnapshotMixin). Usage, cost and keys are ``accounting.Accounting``'s, attached through the hooks."""
 
     def __init__(self, config: Config, data_dir: Path | str | None = None):
         self.config = config
@@ -67,14 +66,10 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
         self._running = False
         self.bus.subscribe("event", self._remember_event)
         self.http = make_client()
-        self.security: Any = None
-        self.store: Any = None  # UsageStore, when accounting is attached (llm_manager.setup)
-        self.metrics: Any = None
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
         self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
         self._config_mtime: int | None = None
-        self.pricer: Callable[[UsageRecord], float] | None = None  # set by the usage/security layer when keys or budgets are configured
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -256,10 +251,6 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
         Degraded still serves; it means part of the manager does not work as configured: usage is not
         being saved, a device or plugin is missing, or a model keeps crashing."""
         reasons: list[str] = []
-        store = self.store.flush_status() if self.store is not None else None
-        if store is not None and store["failing"]:
-            reasons.append(f"usage store: the last {store['failed_flushes']} flush(es) failed ({store['last_error']}); "
-                           f"{store['pending']} rows wait in memory")
         reasons += [f"device {r['name']} offline: {r.get('offline_reason') or 'no reason given'}"
                     for r in self.device_readings if not r.get("online")]
         reasons += [f"device plugin {e.file}: {e.reason}" for e in self.devices.errors]
@@ -268,7 +259,7 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
         reasons += [f"model {s.model.name} in crash back-off: {s.crashes} failures in a row, next try in "
                     f"{s.retry_at - now:.0f} s ({s.last_error})"
                     for s in self.supervisors.values() if s.state == State.FAILED and s.retry_at > now]
-        return {"status": "degraded" if reasons else "ok", "reasons": reasons, "usage_store": store,
+        return {"status": "degraded" if reasons else "ok", "reasons": reasons,
                 "uptime_s": time.time() - self.started_at, "version": __version__}
 
     def models_info(self) -> list[dict[str, Any]]:
@@ -302,13 +293,6 @@ class Manager(AccountingMixin, DeviceSnapshotMixin):
                 log.exception("usage sink failed")
         if self.bus.has_subscribers("usage"):
             self.bus.publish("usage", rec.to_dict())
-
-    def finish_usage(self, rec: UsageRecord) -> None:
-        """Price and record one finished request."""
-        rec.ts = time.time()  # records are stamped when they finish (throughput windows rely on it)
-        if self.pricer is not None:
-            rec.cost = self.pricer(rec)
-        self.record_usage(rec)
 
     # ------------------------------------------------------------------ loops
 

@@ -38,10 +38,12 @@ from typing import Any
 
 import ipywidgets as w
 
+from .accounting import Accounting
 from .client import Client
 from .config import Config
 from .loading import read_config, read_document
 from .manager import Manager
+from .service import Service, build
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"
 STATE_COLORS = {"ready": "#2e7d32", "starting": "#f9a825", "stopping": "#ef6c00", "failed": "#c62828",
@@ -67,14 +69,24 @@ def demo_document(path: Path | str = DEMO_CONFIG) -> dict[str, Any]:
 
 @dataclass
 class DemoHandle:
-    """A Manager and its HTTP server running on the kernel's loop; ``await close()`` stops every model."""
+    """A composed manager (``service``) and its HTTP server on the kernel's loop; ``await close()`` stops every model.
 
-    manager: Manager
+    ``manager`` drives the models; ``accounting`` answers for usage, cost, keys and budgets."""
+
+    service: Service
     server: Any
     url: str
     data_dir: Path
     owns_data_dir: bool = False
     closed: bool = False
+
+    @property
+    def manager(self) -> Manager:
+        return self.service.manager
+
+    @property
+    def accounting(self) -> Accounting:
+        return self.service.accounting
 
     @property
     def ports(self) -> dict[str, int]:  # the models' ports (free ones, chosen by start_demo)
@@ -104,7 +116,7 @@ class DemoHandle:
             return
         self.closed = True
         self.server.stop()
-        await self.manager.shutdown()
+        await self.service.shutdown()
         if self.owns_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -126,7 +138,6 @@ async def start_demo(port: int = 0, data_dir: Path | str | None = None,
     dir removed by ``close()``), so synthetic demo history never lands in a real usage database.
     """
     from .api.app import build_server
-    from .setup import attach_optional_layers
 
     cfg = _load(config)
     parent = os.environ.get("LLM_MANAGER_DATA_DIR") or None
@@ -136,16 +147,15 @@ async def start_demo(port: int = 0, data_dir: Path | str | None = None,
     path = Path(data_dir or tempfile.mkdtemp(prefix="llm-manager-demo-", dir=parent))
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(dict(cfg.raw), indent=2))  # what this demo runs, ports included
-    manager = Manager(cfg, path)
-    attach_optional_layers(manager)
-    await manager.start()
+    service = build(cfg, path)
+    await service.start()
     try:
-        server = build_server(manager, "127.0.0.1", port)
+        server = build_server(service, "127.0.0.1", port)
         server.start()
     except BaseException:
-        await manager.shutdown()
+        await service.shutdown()
         raise
-    return DemoHandle(manager, server, f"http://127.0.0.1:{server.port}", path, owns)
+    return DemoHandle(service, server, f"http://127.0.0.1:{server.port}", path, owns)
 
 
 # ---------------------------------------------------------------- control panel
@@ -332,7 +342,7 @@ def control_panel(source: Manager | Client, interval: float = 1.0, log_lines: in
 
 
 def dashboard(manager: Any) -> Any:
-    """The Panel dashboard's views inside Jupyter (a Manager, a Client or a dashboard source), filled once."""
+    """The Panel dashboard's views inside Jupyter (a Service, a Manager, a Client or a dashboard source), filled once."""
     import panel as pn
 
     pn.extension("tabulator")

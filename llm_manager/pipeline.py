@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .accounting import Accounting
 from .config import ModelConfig
 from .errors import BadRequest, LLMManagerError, NotFound
 from .manager import Manager
 from .proxy import Outcome, forward, prepare_stream_body
-from .security import Caller, KeyInfo, Security
+from .security import Caller, KeyInfo
 from .usage.record import UsageRecord
 from .validation import EndpointTable, check_fields, json_object, shown
 
@@ -63,13 +64,10 @@ class Admitted:
 class Pipeline:
     """Runs calls through the manager: the only place that orders the steps of a request."""
 
-    def __init__(self, manager: Manager):
+    def __init__(self, manager: Manager, accounting: Accounting):
         self.manager = manager
+        self.accounting = accounting
         self.endpoints = EndpointTable()
-
-    @property
-    def security(self) -> Security | None:
-        return self.manager.security  # a config reload replaces it (setup._refresh)
 
     def served(self) -> dict[str, str]:
         """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
@@ -87,7 +85,8 @@ class Pipeline:
         if not isinstance(name, str) or not name:
             raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
                              param="model")
-        key = self.security.authorize(call.caller, name) if self.security is not None else None
+        security = self.accounting.security  # read per call: a config reload replaces it
+        key = security.authorize(call.caller, name)
         model = self.manager.resolve(name)
         iface = self.manager.interfaces.get(model.mode)
         if iface is None:
@@ -99,8 +98,7 @@ class Pipeline:
         if problem:
             raise BadRequest(problem, param=problem.split(":")[0])
         check_fields(body)
-        if self.security is not None:
-            self.security.check_budget(key, model.name)
+        security.check_budget(key, model.name)
         return Admitted(endpoint, body, model, key, body.get("stream") is True)
 
     async def handle(self, call: Call, reply: Reply) -> UsageRecord:
@@ -130,7 +128,7 @@ class Pipeline:
             raise
         finally:
             rec.total_ms = (time.monotonic() - call.started) * 1000
-            self.manager.finish_usage(rec)
+            self.accounting.finish(rec)
         return rec
 
     async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome) -> None:

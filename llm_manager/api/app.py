@@ -10,8 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..manager import Manager
-from ..pipeline import Pipeline
+from ..service import Service
 from .base import NotFoundHandler
 from .events import EventSocket
 from .guard import RequestGuard, redact_uri
@@ -36,13 +35,13 @@ from .usage import usage_routes
 NAME = r"([^/]+)"
 
 
-def api_patterns(manager: Manager, pipeline: Pipeline) -> list[tuple]:
+def api_patterns(service: Service) -> list[tuple]:
     """Every route of ours, in match order (first match wins)."""
-    m = {"manager": manager}
+    m = {"service": service}
     routes: list[tuple] = [
         (r"/v1/models/?", ModelsHandler, m),
         (rf"/v1/models/{NAME}", ModelsHandler, m),
-        (r"/(v1/.+)", V1OtherHandler, {**m, "pipeline": pipeline}),  # POSTs are taken in before routing
+        (r"/(v1/.+)", V1OtherHandler, m),  # POSTs are taken in before routing (intake.py)
         (r"/api/health", HealthHandler, m),
         (r"/api/info", InfoHandler, m),
         (r"/api/models-info", ModelsInfoHandler, m),
@@ -55,10 +54,7 @@ def api_patterns(manager: Manager, pipeline: Pipeline) -> list[tuple]:
         (r"/api/config", ConfigHandler, m),
         (r"/api/plugins", PluginsHandler, m),
         (r"/api/ws", EventSocket, m),
-    ]
-    if manager.security is not None:  # the accounting layers are attached (setup.attach_optional_layers)
-        routes += usage_routes(manager)
-    routes += [
+        *usage_routes(service),
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
         (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon|login|logout)(.*)", WebUIHandler),
@@ -66,7 +62,7 @@ def api_patterns(manager: Manager, pipeline: Pipeline) -> list[tuple]:
     return routes
 
 
-def build_server(manager: Manager, host: str, port: int, dashboard: bool = True) -> Any:
+def build_server(service: Service, host: str, port: int, dashboard: bool = True) -> Any:
     """A panel.io.server.Server bound to host:port (port 0 picks a free one), not yet started."""
     import panel as pn
 
@@ -74,16 +70,15 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
     if dashboard:
         from ..panel_app.dashboard import create_dashboard
 
-        apps["dashboard"] = lambda: create_dashboard(manager)
-    program = manager.config.program
-    pipeline = Pipeline(manager)
+        apps["dashboard"] = lambda: create_dashboard(service)
+    program = service.manager.config.program
     auth: dict[str, Any] = {}
     if program.admin_key:  # the dashboard can start and stop models: Panel's login page asks for the admin key
         auth = {"basic_auth": program.admin_key, "cookie_secret": secrets.token_hex(32)}
     server = pn.serve(
         apps or {"dashboard": lambda: pn.pane.Markdown("dashboard disabled")},
         port=port, address=host, show=False, start=False, title="llm-manager",
-        extra_patterns=api_patterns(manager, pipeline), verbose=False, **auth,
+        extra_patterns=api_patterns(service), verbose=False, **auth,
     )
     guard = RequestGuard(program)
     tornado_app = server._tornado  # bokeh.server.tornado.BokehTornado, a tornado.web.Application
@@ -91,7 +86,7 @@ def build_server(manager: Manager, host: str, port: int, dashboard: bool = True)
     tornado_app.settings["log_function"] = log_request
     # Bokeh checks its websocket's Origin itself; the guard has already checked it, by the same rules.
     tornado_app._websocket_origins = guard.websocket_origins(server.port)
-    install(server, route_v1(pipeline), guard, program.header_timeout)
+    install(server, route_v1(service.pipeline), guard, program.header_timeout)
     return server
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import tornado.web
 from tornado.httputil import HTTPServerRequest
 
+from ..accounting import Accounting
 from ..errors import LLMManagerError
 from ..manager import Manager
 from ..security import Caller, presented_key
+from ..service import Service
 from ..validation import json_object
 from .intake import cors_headers
 
@@ -26,10 +28,14 @@ def caller_of(request: HTTPServerRequest, token: str | None = None) -> Caller:
 
 
 class BaseHandler(tornado.web.RequestHandler):
-    manager: Manager
+    """Every handler gets the composed service: its manager (runtime) and accounting (keys, usage, cost)."""
 
-    def initialize(self, manager: Manager) -> None:
-        self.manager = manager
+    service: Service
+    manager: Manager
+    accounting: Accounting
+
+    def initialize(self, service: Service) -> None:
+        self.service, self.manager, self.accounting = service, service.manager, service.accounting
 
     def set_default_headers(self) -> None:
         for k, v in cors_headers(self.application.settings.get("cors_origins"), self.request.headers.get("Origin")).items():

@@ -13,7 +13,7 @@ from typing import Any
 import tornado.websocket
 
 from ..errors import LLMManagerError
-from ..manager import Manager
+from ..service import Service
 from .base import caller_of
 
 TOPICS = ("model", "devices", "throughput", "usage", "event", "log")
@@ -39,8 +39,8 @@ def subprotocol_token(offered: str) -> str | None:
 
 
 class EventSocket(tornado.websocket.WebSocketHandler):
-    def initialize(self, manager: Manager) -> None:
-        self.manager = manager
+    def initialize(self, service: Service) -> None:
+        self.service, self.manager = service, service.manager
         self._unsubscribe: list[Callable[[], None]] = []
         self.log_models: set[str] = set()
 
@@ -51,16 +51,14 @@ class EventSocket(tornado.websocket.WebSocketHandler):
         return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        security = self.manager.security
-        if security is not None:
-            token = (subprotocol_token(self.request.headers.get("Sec-WebSocket-Protocol", ""))
-                     or self.get_argument("token", None))  # ?token= still works for scripts; logs redact it
-            try:
-                security.authorize_admin(caller_of(self.request, token))
-            except LLMManagerError as exc:
-                self.set_status(exc.status)
-                self.finish(json.dumps(exc.body()))
-                return
+        token = (subprotocol_token(self.request.headers.get("Sec-WebSocket-Protocol", ""))
+                 or self.get_argument("token", None))  # ?token= still works for scripts; logs redact it
+        try:
+            self.service.accounting.security.authorize_admin(caller_of(self.request, token))
+        except LLMManagerError as exc:
+            self.set_status(exc.status)
+            self.finish(json.dumps(exc.body()))
+            return
         await super().get(*args, **kwargs)
 
     def open(self) -> None:

@@ -15,8 +15,8 @@ class ManagementHandler(BaseHandler):
     """Management endpoints require the admin key when one is configured."""
 
     def prepare(self) -> None:
-        if self.request.method != "OPTIONS" and self.manager.security is not None:
-            self.manager.security.authorize_admin(caller_of(self.request))
+        if self.request.method != "OPTIONS":
+            self.accounting.security.authorize_admin(caller_of(self.request))
 
 
 class HealthHandler(BaseHandler):
@@ -26,7 +26,7 @@ class HealthHandler(BaseHandler):
     offline, plugin errors, models in crash back-off). No answer at all means the manager is down."""
 
     def get(self) -> None:
-        self.write_json(self.manager.health())
+        self.write_json(self.service.health())
 
 
 class InfoHandler(ManagementHandler):
@@ -36,7 +36,7 @@ class InfoHandler(ManagementHandler):
             "name": "llm-manager", "version": __version__, "host": m.config.program.host,
             "port": m.listen_port or m.config.program.port, "config_path": str(m.config.source) if m.config.source else None,
             "models": len(m.supervisors), "devices": len(m.device_readings),
-            "auth_required": m.security is not None and m.security.auth_required, "started_at": m.started_at,
+            "auth_required": self.accounting.security.auth_required, "started_at": m.started_at,
             "data_dir": str(m.data_dir), "interfaces": sorted(m.interfaces), "warnings": list(m.config.warnings),
         })
 

@@ -22,7 +22,6 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from ..manager import Manager
 from ..pipeline import Call, Pipeline
 from .base import BaseHandler, caller_of
 from .intake import Exchange
@@ -32,8 +31,7 @@ class ModelsHandler(BaseHandler):
     """GET /v1/models (and /v1/models/{id}): every model and alias, with its state (a scoped key sees its own)."""
 
     def get(self, model_id: str | None = None) -> None:
-        security = self.manager.security
-        key = security.authorize(caller_of(self.request), None) if security is not None else None
+        key = self.accounting.security.authorize(caller_of(self.request), None)
         allowed = self._allowed(key)
         created = int(self.manager.started_at)
         if model_id:
@@ -74,12 +72,8 @@ class V1OtherHandler(BaseHandler):
     """``/v1/...`` requests that are not POSTs (those go to ``ProxyExchange``): CORS preflights; 405 on an
     endpoint, 404 elsewhere."""
 
-    def initialize(self, manager: Manager, pipeline: Pipeline) -> None:  # type: ignore[override]
-        super().initialize(manager)
-        self.pipeline = pipeline
-
     def prepare(self) -> None:
-        if self.request.method != "OPTIONS" and self.request.path.strip("/") not in self.pipeline.served():
+        if self.request.method != "OPTIONS" and self.request.path.strip("/") not in self.service.pipeline.served():
             raise NotFound(f"no route for {self.request.method} {self.request.path}")
 
 

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from ..errors import BadRequest, NotFound
+from ..service import Service
 from ..usage import analytics
 from .base import caller_of
 from .management import ManagementHandler
@@ -28,7 +29,7 @@ class UsageHandler(ManagementHandler):
 
 class SummaryHandler(UsageHandler):
     async def get(self) -> None:
-        self.write_json(await self.blocking(self.manager.usage_summary, self.days()))
+        self.write_json(await self.blocking(self.accounting.usage_summary, self.days()))
 
 
 class RecentHandler(UsageHandler):
@@ -40,7 +41,7 @@ class RecentHandler(UsageHandler):
 class RequestsHandler(UsageHandler):
     async def get(self) -> None:
         limit = max(1, min(int(self.get_argument("limit", "10000")), 1_000_000))
-        df = await self.blocking(self.manager.usage_frame, self.days(1), self.get_argument("model", None),
+        df = await self.blocking(self.accounting.usage_frame, self.days(1), self.get_argument("model", None),
                                  self.get_argument("key", None))
         df = df.tail(limit).drop(columns=["time"], errors="ignore")
         if self.get_argument("format", "json") == "csv":
@@ -67,7 +68,7 @@ class GroupedHandler(UsageHandler):
         days = self.days(1 if dim in ("throughput", "hour") else 30)
 
         def rows() -> list[dict[str, Any]]:
-            return analytics.records(GROUPINGS[dim](self.manager.usage_frame(days)))
+            return analytics.records(GROUPINGS[dim](self.accounting.usage_frame(days)))
 
         self.write_json({"rows": await self.blocking(rows)})
 
@@ -80,48 +81,48 @@ class RepriceHandler(UsageHandler):
         days = body.get("days", 30)
         if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
             raise BadRequest("days: expected a positive number", param="days")
-        self.write_json(await self.blocking(self.manager.reprice, body.get("pricing"), float(days)))
+        self.write_json(await self.blocking(self.accounting.reprice, body.get("pricing"), float(days)))
 
 
 class PricingHandler(UsageHandler):
     def get(self, model: str | None = None) -> None:
-        self.write_json(self.manager.prices())
+        self.write_json(self.accounting.prices())
 
     def put(self, model: str) -> None:
-        self.write_json(self.manager.set_price(model, self.json_body()))
+        self.write_json(self.accounting.set_price(model, self.json_body()))
 
 
 class KeysHandler(UsageHandler):
     async def get(self) -> None:
-        self.write_json({"keys": await self.blocking(self.manager.keys)})
+        self.write_json({"keys": await self.blocking(self.accounting.keys)})
 
     async def post(self) -> None:
         body = self.json_body()
-        self.write_json(await self.blocking(self.manager.create_key, body.get("name"), body.get("models")), 201)
+        self.write_json(await self.blocking(self.accounting.create_key, body.get("name"), body.get("models")), 201)
 
     async def delete(self, key_id: str) -> None:
-        self.write_json(await self.blocking(self.manager.revoke_key, key_id))
+        self.write_json(await self.blocking(self.accounting.revoke_key, key_id))
 
 
 class BudgetsHandler(UsageHandler):
     def get(self) -> None:
-        self.write_json({"budgets": self.manager.budgets()})
+        self.write_json({"budgets": self.accounting.budgets()})
 
 
 class MetricsHandler(UsageHandler):
     """Prometheus text format; readable with ``program.metrics_key`` as well as the admin key."""
 
     def prepare(self) -> None:
-        if self.request.method != "OPTIONS" and self.manager.security is not None:
-            self.manager.security.authorize_admin(caller_of(self.request), scope="metrics")
+        if self.request.method != "OPTIONS":
+            self.accounting.security.authorize_admin(caller_of(self.request), scope="metrics")
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.manager.metrics.render())
+        self.finish(self.accounting.metrics.render())
 
 
-def usage_routes(manager: Any) -> list[tuple]:
-    m = {"manager": manager}
+def usage_routes(service: Service) -> list[tuple]:
+    m = {"service": service}
     return [
         (r"/api/usage/summary", SummaryHandler, m),
         (r"/api/usage/recent", RecentHandler, m),

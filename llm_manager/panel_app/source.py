@@ -17,8 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..accounting import Accounting
 from ..client import Client
 from ..config import redact
+from ..manager import Manager
+from ..service import Service
 from .frames import (
     cost_summary,
     frame_from_records,
@@ -54,20 +57,21 @@ def monthly_budget(budgets: Iterable[Any]) -> float | None:
 class LocalSource:
     """The Manager in this process: sync snapshots and the Manager's own async actions."""
 
-    def __init__(self, manager: Any):
+    def __init__(self, manager: Manager, accounting: Accounting | None = None):
         self.manager = manager
+        self.accounting = accounting  # None: a bare Manager (tests); usage then comes from the recent requests
+        self.store = accounting.store if accounting is not None else None
         self.device_interval = float(manager.config.program.monitor_interval)
 
     @property
     def currency(self) -> str:
-        pricer = getattr(self.manager, "pricer", None)
-        if pricer is not None and hasattr(pricer, "currency"):
-            return pricer.currency()
-        return getattr(self.manager.config.program, "currency", None) or "USD"
+        if self.accounting is not None:
+            return self.accounting.pricer.currency()
+        return self.manager.config.program.currency or "USD"
 
     @property
     def usage_origin(self) -> str:
-        if getattr(self.manager, "store", None) is not None:
+        if self.store is not None:
             return "the usage database"
         return "the in-memory recent requests (no usage database attached; history restarts with the manager)"
 
@@ -122,9 +126,8 @@ class LocalSource:
 
     async def usage_frame(self, since: float) -> pd.DataFrame:
         """Request rows since ``since``: from the usage store when there is one, else the in-memory records."""
-        store = getattr(self.manager, "store", None)
-        if store is not None:
-            return await asyncio.to_thread(store.requests_frame, since=since)
+        if self.store is not None:
+            return await asyncio.to_thread(self.store.requests_frame, since=since)
         recent = list(self.manager.usage.recent)  # a copy on the loop: the deque changes under a thread
         return await asyncio.to_thread(frame_from_records, [r for r in recent if r.ts >= since])
 
@@ -132,14 +135,9 @@ class LocalSource:
         return await asyncio.to_thread(cost_summary, await self.usage_frame(since), now)
 
     async def budget(self) -> float | None:
-        security = getattr(self.manager, "security", None)
-        if security is not None and hasattr(security, "budget_status"):
-            return monthly_budget(security.budget_status())
-        store = getattr(self.manager, "store", None)
-        rows = list(self.manager.config.program.budgets)
-        if store is not None and hasattr(store, "list_budgets"):
-            rows += await asyncio.to_thread(store.list_budgets)
-        return monthly_budget(rows)
+        if self.accounting is not None:
+            return monthly_budget(self.accounting.security.budget_status())
+        return monthly_budget(list(self.manager.config.program.budgets))
 
 
 class RemoteSource:
@@ -256,10 +254,12 @@ class RemoteSource:
 Source = LocalSource | RemoteSource
 
 
-def make_source(obj: Any) -> Source:
-    """A source for a Manager, a Client, or a source passed through unchanged."""
+def make_source(obj: Service | Manager | Client | Source) -> Source:
+    """A source for a Service (or a bare Manager) in this process, a Client, or a source passed through."""
     if isinstance(obj, LocalSource | RemoteSource):
         return obj
     if isinstance(obj, Client):
         return RemoteSource(obj)
+    if isinstance(obj, Service):
+        return LocalSource(obj.manager, obj.accounting)
     return LocalSource(obj)

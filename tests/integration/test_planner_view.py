@@ -20,6 +20,7 @@ from llm_manager.config import parse_config
 from llm_manager.manager import Manager
 from llm_manager.panel_app.source import LocalSource, RemoteSource
 from llm_manager.panel_app.views.planner import PlannerView
+from llm_manager.service import build
 
 
 @pytest.fixture
@@ -27,9 +28,10 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Manager, Client]]:
     doc = config_doc({"alpha": fake_model("Chat", memory={"sim gpu": 5000}),
                       "beta": fake_model("Chat", memory={"sim gpu": 4000})},
                      gpus={"Sim GPU 8G": 8000}, alive_time=0, Disable_GPU_monitoring=True)
-    manager = Manager(parse_config(doc, tmp_path), data_dir=tmp_path / "data")
-    await manager.start()
-    server = build_server(manager, "127.0.0.1", 0, dashboard=False)
+    service = build(parse_config(doc, tmp_path), tmp_path / "data", with_store=False)
+    manager = service.manager
+    await service.start()
+    server = build_server(service, "127.0.0.1", 0, dashboard=False)
     server.start()
     client = Client(f"http://127.0.0.1:{server.port}")
     try:

@@ -11,12 +11,12 @@ import pytest
 
 import llm_manager.config as config_module
 import llm_manager.loading as loading
+from llm_manager.accounting import Pricer
 from llm_manager.config import ProgramConfig, parse_config
 from llm_manager.config_blocks import BudgetSpec, ConfigKey, RateLimits, hash_key
 from llm_manager.errors import ConfigError
 from llm_manager.loading import read_config, read_document
 from llm_manager.security import Budget, KeyInfo, Security
-from llm_manager.setup import Pricer
 from llm_manager.usage.pricing import Pricing, VolumeTier
 
 PRICING = {"input": 1.0, "output": 2.0, "per": 1000, "volume_tiers": [{"above_tokens": 10, "input": 0.5}]}
@@ -95,8 +95,8 @@ def test_program_config_built_in_code_takes_json_or_typed_blocks() -> None:
 
 @pytest.fixture
 def parse_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How often each parser runs (wrapped where config.py, loading.py and setup.py look them up)."""
-    import llm_manager.setup as setup_module
+    """How often each parser runs (wrapped where config.py, loading.py and accounting.py look them up)."""
+    import llm_manager.accounting as setup_module
 
     counts: dict[str, int] = {}
 

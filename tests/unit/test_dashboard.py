@@ -11,6 +11,7 @@ import pytest
 from bokeh.document import Document
 from helpers import config_doc, fake_model
 
+from llm_manager.accounting import Accounting
 from llm_manager.api.app import build_server
 from llm_manager.client import Client
 from llm_manager.config import parse_config
@@ -20,6 +21,8 @@ from llm_manager.panel_app.frames import frame_from_records, records_to_dicts
 from llm_manager.panel_app.source import LocalSource, RemoteSource, monthly_budget
 from llm_manager.panel_app.views.devices import HISTORY_POINTS
 from llm_manager.panel_app.views.throughput import POINTS
+from llm_manager.pipeline import Pipeline
+from llm_manager.service import Service, build
 from llm_manager.usage.record import UsageRecord
 from llm_manager.usage.store import UsageStore
 
@@ -165,10 +168,9 @@ async def test_cost_view_from_memory(manager: Manager, dash: Dashboard) -> None:
 
 async def test_cost_view_from_store(manager: Manager, tmp_path: Path) -> None:
     store = UsageStore(None, tmp_path / "store", flush_interval=0.05)
-    manager.store = store  # what the usage layer attaches; the dashboard prefers it
-    manager.usage_sinks.append(store.record)
+    accounting = Accounting(manager, store)  # the usage layer as build() attaches it; the dashboard prefers its store
     try:
-        d = Dashboard(manager)
+        d = Dashboard(LocalSource(manager, accounting))
         manager.record_usage(_usage("alpha", 0.125, "k2"))
         manager.record_usage(_usage("alpha", 0.125, "k2", status=500))
         store.flush()
@@ -258,7 +260,8 @@ def test_helpers() -> None:
 
 async def test_remote_source_against_a_running_server(manager: Manager) -> None:
     """The standalone dashboard's source, through the HTTP Client, against the real server in this process."""
-    server = build_server(manager, "127.0.0.1", 0, dashboard=False)
+    accounting = Accounting(manager, None)
+    server = build_server(Service(manager, accounting, Pipeline(manager, accounting)), "127.0.0.1", 0, dashboard=False)
     server.start()
     client = Client(f"http://127.0.0.1:{server.port}", api_key="sekrit")
     try:
@@ -290,13 +293,11 @@ async def test_remote_source_against_a_running_server(manager: Manager) -> None:
 
 async def test_remote_cost_uses_the_servers_summary(tmp_path: Path) -> None:
     """With the accounting layers attached, the remote cost view reads /api/usage/summary and /api/budgets."""
-    from llm_manager.setup import attach_optional_layers
-
     doc = _doc(budgets=[{"name": "month", "scope": "global", "period": "month", "limit": 4.0}])
-    m = Manager(parse_config(doc, tmp_path), data_dir=tmp_path)
-    attach_optional_layers(m)
-    await m.start()
-    server = build_server(m, "127.0.0.1", 0, dashboard=False)
+    service = build(parse_config(doc, tmp_path), tmp_path)
+    m = service.manager
+    await service.start()
+    server = build_server(service, "127.0.0.1", 0, dashboard=False)
     server.start()
     client = Client(f"http://127.0.0.1:{server.port}", api_key="sekrit")
     try:

@@ -120,8 +120,8 @@ def test_period_start_is_utc_month() -> None:
 
 
 def test_live_pricer_volume_resets_at_the_month_boundary() -> None:
+    from llm_manager.accounting import Pricer
     from llm_manager.config import parse_config
-    from llm_manager.setup import Pricer
     from llm_manager.usage.record import UsageRecord
 
     block = {"input": 1.0, "output": 2.0, "per": 1000, "volume_tiers": [{"above_tokens": 1000, "input": 0.5,

@@ -1,0 +1,44 @@
+"""Compose one manager process: the runtime, its accounting and the request pipeline, built once.
+
+``build`` is the one place that wires them; ``llm-manager serve``, ``notebook.start_demo`` and the tests use it,
+then hand the ``Service`` to ``api.app.build_server`` to put it on a port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .accounting import Accounting
+from .config import Config
+from .manager import Manager
+from .pipeline import Pipeline
+from .usage.store import UsageStore
+
+
+@dataclass
+class Service:
+    """Everything one manager process runs."""
+
+    manager: Manager
+    accounting: Accounting
+    pipeline: Pipeline
+
+    async def start(self) -> None:
+        await self.manager.start()
+
+    async def shutdown(self) -> None:
+        await self.manager.shutdown()
+
+    def health(self) -> dict[str, Any]:
+        return self.accounting.health(self.manager.health())
+
+
+def build(config: Config, data_dir: Path | str | None = None, with_store: bool = True) -> Service:
+    """A manager with its usage store (unless ``with_store`` is false), pricing, keys, budgets and metrics."""
+    manager = Manager(config, data_dir)
+    program = config.program
+    store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
+    accounting = Accounting(manager, store)
+    return Service(manager, accounting, Pipeline(manager, accounting))
