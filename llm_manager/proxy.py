@@ -78,34 +78,40 @@ _decoder = json.JSONDecoder()
 
 
 def usage_from_body(data: bytes, out: Outcome) -> None:
-    """Non-streaming: read ``usage`` from the answer, decoding only the usage object when it can be found."""
+    """Non-streaming: read ``usage`` from the answer, decoding only the usage object when it can be found.
+
+    When no usage can be read (none, ``null``, no integer ``prompt_tokens``), the answer's length is kept for an
+    estimate."""
     at = data.rfind(USAGE_MARK)
-    if at < 0:
-        out.text_chars = len(data)
-        return
-    brace = data.find(b"{", at + len(USAGE_MARK))
-    if brace >= 0 and data[at + len(USAGE_MARK):brace].strip() == b":":
-        try:  # usage comes last in OpenAI-style answers: decode just that object
-            usage, _ = _decoder.raw_decode(data[brace:brace + 2048].decode("utf-8", errors="replace"))
-            if _read_usage({"usage": usage}, out):
+    if at >= 0:
+        brace = data.find(b"{", at + len(USAGE_MARK))
+        if brace >= 0 and data[at + len(USAGE_MARK):brace].strip() == b":":
+            try:  # usage comes last in OpenAI-style answers: decode just that object
+                usage, _ = _decoder.raw_decode(data[brace:brace + 2048].decode("utf-8", errors="replace"))
+                if _read_usage({"usage": usage}, out):
+                    return
+            except ValueError:
+                pass
+        try:
+            if _read_usage(json.loads(data), out):
                 return
         except ValueError:
             pass
-    try:
-        _read_usage(json.loads(data), out)
-    except ValueError:
-        out.text_chars = len(data)
+    out.text_chars = len(data)
 
 
 def _filter_event(event: bytes, out: Outcome, hide_usage: bool, sep: bytes = b"\n\n") -> bytes | None:
-    """Sniff usage from one SSE event (``event`` ends with ``sep``); drop or trim it when the client did not ask."""
+    """Sniff usage from one SSE event (``event`` ends with ``sep``); drop or trim it when the client did not ask.
+
+    The ``data:`` line need not be the first: ``event:`` and ``id:`` field lines before it are kept."""
     if USAGE_MARK not in event:
         return event
-    payload = event.strip()
-    if not payload.startswith(b"data:"):
+    lines = event.strip().splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith(b"data:")), None)
+    if at is None:
         return event
     try:
-        obj = json.loads(payload[5:])
+        obj = json.loads(lines[at][5:])
     except ValueError:
         return event
     if not _read_usage(obj, out) or not hide_usage:
@@ -113,7 +119,8 @@ def _filter_event(event: bytes, out: Outcome, hide_usage: bool, sep: bytes = b"\
     if not obj.get("choices"):
         return None  # the usage-only chunk the client did not ask for
     obj.pop("usage", None)
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + sep
+    lines[at] = b"data: " + json.dumps(obj, separators=(",", ":")).encode()
+    return (b"\r\n" if sep == b"\r\n\r\n" else b"\n").join(lines) + sep
 
 
 async def relay_stream(pieces: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]], out: Outcome,
