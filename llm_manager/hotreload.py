@@ -1,118 +1,98 @@
-"""Config and plugin changes take effect without a restart.
+"""Config and plugin files watched, so edits take effect without a restart.
 
-A new config is validated completely before anything changes (an invalid edit leaves the running
-config in place and says why). Then: new models appear, removed ones stop, changed ones restart
-once idle; devices and interface plugins are re-read. Plugin files are watched the same way.
+A new config is validated completely before anything changes (an invalid edit leaves the running config in
+place and says why); ``Manager.apply_config`` then applies it. Plugin folders are watched the same way and
+reloaded through ``Manager.reload_plugins``. This module only watches files and writes the config file; it
+needs nothing of the Manager but the small ``Reloadable`` surface.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .config import Config
 from .errors import ConfigError
+from .events import EventBus
 from .loading import read_config, read_document
 from .plugins import BUILTIN_DIR, PluginFolder
-from .router import Router
 
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 1.0
 
 
-async def apply_config(manager: Any, new: Config) -> dict[str, list[str]]:
-    """Swap in a validated config; returns the names added, removed and changed."""
-    old = manager.config
-    added = [n for n in new.models if n not in old.models]
-    removed = [n for n in old.models if n not in new.models]
-    changed = [n for n in new.models if n in old.models and new.models[n] != old.models[n]]
-    manager.config = new
-    manager.router = Router(new.models)
-    for name in removed:
-        sup = manager.supervisors.pop(name)
-        await sup.stop("removed from the config")
-        sup.log.close()
-    for sup in manager.supervisors.values():
-        sup.take_config(new, new.models[sup.model.name])
-    for name in added:
-        manager._add_supervisor(new.models[name])
-    if new.program != old.program:
-        manager.devices.program = new.program
-        await asyncio.get_running_loop().run_in_executor(None, manager.devices.load)
-        await manager.sample_devices()
-    manager._load_interfaces()
-    for hook in manager.config_hooks:
-        hook(new)
-    summary = {"added": added, "removed": removed, "changed": changed}
-    manager.bus.publish("event", {"kind": "config", "model": "", "ts": time.time(),
-                                  "detail": "config reloaded: " + ", ".join(f"{k} {v}" for k, v in summary.items() if v)
-                                  or "config reloaded: no model changes"})
-    for name in added:
-        if new.models[name].auto_start:
-            asyncio.ensure_future(manager._auto_start(name))
-    return summary
+class Reloadable(Protocol):
+    config: Config
+    bus: EventBus
+
+    @property
+    def running(self) -> bool: ...
+
+    async def apply_config(self, new: Config) -> dict[str, list[str]]: ...
+
+    async def reload_plugins(self) -> None: ...
 
 
-async def reload_from_document(manager: Any, doc: Any) -> dict[str, list[str]]:
-    """PUT /api/config: validate (ConfigError on a bad document), write the file if there is one, apply."""
-    base = manager.config.base_dir
-    new = await asyncio.get_running_loop().run_in_executor(None, read_document, doc, base, manager.config.source)
-    if manager.config.source is not None:
-        import json
+class ConfigWatcher:
+    """Polls the config file and the plugin folders of one manager; writes the config file for PUT /api/config."""
 
-        path: Path = manager.config.source
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
-        manager._config_mtime = path.stat().st_mtime_ns
-    return await apply_config(manager, new)
+    def __init__(self, target: Reloadable):
+        self.target = target
+        self.mtime: int | None = None  # of the config file as last applied (or written by us)
 
+    async def apply_document(self, doc: Any) -> dict[str, list[str]]:
+        """PUT /api/config: validate (ConfigError on a bad document), write the file if there is one, apply."""
+        config = self.target.config
+        new = await asyncio.get_running_loop().run_in_executor(None, read_document, doc, config.base_dir, config.source)
+        if config.source is not None:
+            path: Path = config.source
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+            tmp.replace(path)
+            self.mtime = path.stat().st_mtime_ns  # our own write: the watcher must not apply it again
+        return await self.target.apply_config(new)
 
-def _plugin_folders(manager: Any) -> PluginFolder:
-    p = manager.config.program
-    folders = [BUILTIN_DIR / "devices", BUILTIN_DIR / "interfaces"]
-    folders += [Path(d) for d in (p.device_plugin_dir, p.interface_plugin_dir) if d]
-    return PluginFolder(*folders)
+    def _plugin_folders(self) -> PluginFolder:
+        p = self.target.config.program
+        folders = [BUILTIN_DIR / "devices", BUILTIN_DIR / "interfaces"]
+        folders += [Path(d) for d in (p.device_plugin_dir, p.interface_plugin_dir) if d]
+        return PluginFolder(*folders)
 
+    async def watch(self) -> None:
+        """Poll the config file and the plugin folders; reload what changed (until the manager stops)."""
+        source = self.target.config.source
+        self.mtime = source.stat().st_mtime_ns if source and source.exists() else None
+        plugins = self._plugin_folders()
+        while self.target.running:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await self._check_config()
+                if plugins.changed():
+                    log.info("plugin files changed: reloading plugins")
+                    await self.target.reload_plugins()
+                plugins.folders = self._plugin_folders().folders
+            except Exception:  # the watcher must survive anything a user writes
+                log.exception("reload failed")
 
-async def watch(manager: Any) -> None:
-    """Poll the config file and the plugin folders; reload what changed."""
-    source = manager.config.source
-    manager._config_mtime = source.stat().st_mtime_ns if source and source.exists() else None
-    plugins = _plugin_folders(manager)
-    while manager._running:
-        await asyncio.sleep(WATCH_INTERVAL)
+    async def _check_config(self) -> None:
+        source = self.target.config.source
+        if source is None or not source.exists():
+            return
+        mtime = source.stat().st_mtime_ns
+        if mtime == self.mtime:
+            return
+        self.mtime = mtime
         try:
-            await _check_config(manager)
-            if plugins.changed():
-                log.info("plugin files changed: reloading plugins")
-                await asyncio.get_running_loop().run_in_executor(None, manager.devices.load)
-                manager._load_interfaces()
-                await manager.sample_devices()
-                manager.bus.publish("event", {"kind": "plugins", "model": "", "ts": time.time(),
-                                              "detail": f"plugins reloaded; {len(manager.plugin_errors)} errors"})
-            plugins.folders = _plugin_folders(manager).folders
-        except Exception:  # the watcher must survive anything a user writes
-            log.exception("reload failed")
-
-
-async def _check_config(manager: Any) -> None:
-    source = manager.config.source
-    if source is None or not source.exists():
-        return
-    mtime = source.stat().st_mtime_ns
-    if mtime == manager._config_mtime:
-        return
-    manager._config_mtime = mtime
-    try:
-        new = await asyncio.get_running_loop().run_in_executor(None, read_config, source)
-    except ConfigError as exc:
-        log.error("config edit rejected, the running config stays: %s", exc.message)
-        manager.bus.publish("event", {"kind": "config_error", "model": "", "ts": time.time(), "detail": exc.message})
-        return
-    summary = await apply_config(manager, new)
-    log.info("config reloaded from %s: %s", source, summary)
+            new = await asyncio.get_running_loop().run_in_executor(None, read_config, source)
+        except ConfigError as exc:
+            log.error("config edit rejected, the running config stays: %s", exc.message)
+            self.target.bus.publish("event", {"kind": "config_error", "model": "", "ts": time.time(),
+                                              "detail": exc.message})
+            return
+        summary = await self.target.apply_config(new)
+        log.info("config reloaded from %s: %s", source, summary)

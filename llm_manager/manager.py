@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__, hotreload
+from . import __version__
 from .config import Config, ModelConfig
 from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
 from .errors import NoCapacity, NotFound, StartFailed, Unavailable
 from .events import EventBus
+from .hotreload import ConfigWatcher
 from .logs import ModelLog
 from .placement import Plan, plan
 from .plugins import load_plugins
@@ -69,7 +70,7 @@ class Manager(DeviceSnapshotMixin):
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
         self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
-        self._config_mtime: int | None = None
+        self.watcher = ConfigWatcher(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -86,7 +87,7 @@ class Manager(DeviceSnapshotMixin):
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._idle_loop()), loop.create_task(self._monitor_loop()),
-                       loop.create_task(self._throughput_loop()), loop.create_task(hotreload.watch(self))]
+                       loop.create_task(self._throughput_loop()), loop.create_task(self.watcher.watch())]
         for model in self.config.models.values():
             if model.auto_start:
                 loop.create_task(self._auto_start(model.name))
@@ -114,6 +115,52 @@ class Manager(DeviceSnapshotMixin):
                 log.exception("closing %s failed", close)
         self.reaper.close()
         await self.http.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def apply_config(self, new: Config) -> dict[str, list[str]]:
+        """Swap in a validated config: new models appear, removed ones stop, changed ones take their new limits at
+        once and restart once idle; devices and interface plugins are re-read. Returns what was added, removed,
+        changed."""
+        old = self.config
+        added = [n for n in new.models if n not in old.models]
+        removed = [n for n in old.models if n not in new.models]
+        changed = [n for n in new.models if n in old.models and new.models[n] != old.models[n]]
+        self.config = new
+        self.router = Router(new.models)
+        for name in removed:
+            sup = self.supervisors.pop(name)
+            await sup.stop("removed from the config")
+            sup.log.close()
+        for sup in self.supervisors.values():
+            sup.take_config(new, new.models[sup.model.name])
+        for name in added:
+            self._add_supervisor(new.models[name])
+        if new.program != old.program:
+            self.devices.program = new.program
+            await asyncio.get_running_loop().run_in_executor(None, self.devices.load)
+            await self.sample_devices()
+        self._load_interfaces()
+        for hook in self.config_hooks:
+            hook(new)
+        summary = {"added": added, "removed": removed, "changed": changed}
+        detail = ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no model changes"
+        self.bus.publish("event", {"kind": "config", "model": "", "ts": time.time(),
+                                   "detail": f"config reloaded: {detail}"})
+        for name in added:
+            if new.models[name].auto_start:
+                asyncio.ensure_future(self._auto_start(name))
+        return summary
+
+    async def reload_plugins(self) -> None:
+        """Re-read the device and interface plugin files (after they changed on disk)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.devices.load)
+        self._load_interfaces()
+        await self.sample_devices()
+        self.bus.publish("event", {"kind": "plugins", "model": "", "ts": time.time(),
+                                   "detail": f"plugins reloaded; {len(self.plugin_errors)} errors"})
 
     def _load_interfaces(self) -> None:
         loaded = load_plugins("interfaces", "InterfacePlugin", self.config.program.interface_plugin_dir or None)
@@ -243,7 +290,7 @@ class Manager(DeviceSnapshotMixin):
 
     async def reload_config(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """Validate and apply a new config document (the running one stays if it is invalid)."""
-        return await hotreload.reload_from_document(self, doc)
+        return await self.watcher.apply_document(doc)
 
     def health(self) -> dict[str, Any]:
         """``ok``, or ``degraded`` with one reason per problem a person should act on.
