@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llm_manager.usage import analytics
-from llm_manager.usage.pricing import Pricing, PromptTier, VolumeTier, reprice
+from llm_manager.accounting import analytics
+from llm_manager.accounting.pricing import Pricing, PromptTier, VolumeTier, reprice
 
 TARGET_MS = 300.0
 

@@ -151,7 +151,7 @@ class Manager:
         if no_preexec:
             patches.append("s.set_pdeathsig = None")
         if patches:
-            argv = [sys.executable, "-c", "import sys, llm_manager.supervisor as s, llm_manager.cli as c; "
+            argv = [sys.executable, "-c", "import sys, llm_manager.runtime.supervisor as s, llm_manager.cli as c; "
                     + "; ".join(patches) + "; sys.exit(c.main(sys.argv[1:]))", *serve]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

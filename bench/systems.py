@@ -31,7 +31,7 @@ LITELLM_VENV = BENCH / ".venv-litellm"
 TWEAKS = {  # (the third one measured this way, gc.freeze after start-up, is in cli.py since)
     "quiet-access": "tornado.access logger at WARNING: no INFO line per request (errors still logged)",
     "uvloop": "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()) before asyncio.run",
-    "httpcore": "httpx's default transport (httpcore's pool) to upstreams instead of llm_manager.upstream's",
+    "httpcore": "httpx's default transport (httpcore's pool) to upstreams instead of llm_manager.gateway.upstream's",
 }
 TWEAK_BOOT = """
 import asyncio, logging, os, sys
@@ -43,8 +43,8 @@ if "uvloop" in tweaks:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 if "httpcore" in tweaks:
     import httpx
-    import llm_manager.manager
-    llm_manager.manager.make_client = lambda: httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0),
+    import llm_manager.runtime.manager
+    llm_manager.runtime.manager.make_client = lambda: httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0),
                                                                limits=httpx.Limits(max_connections=None,
                                                                                    max_keepalive_connections=1024))
 from llm_manager.cli import main

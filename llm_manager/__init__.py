@@ -17,21 +17,21 @@ __version__ = "0.1.0"
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
     # config
-    "read_config": "loading",
-    "read_document": "loading",
-    "Config": "config",
-    "ModelConfig": "config",
-    "ProgramConfig": "config",
+    "read_config": "config.files",
+    "read_document": "config.files",
+    "Config": "config.parse",
+    "ModelConfig": "config.parse",
+    "ProgramConfig": "config.parse",
     # the manager in-process, and over HTTP
-    "Manager": "manager",
+    "Manager": "runtime.manager",
     "Client": "client",
     "ClientError": "client",
     # the request path
-    "Pipeline": "pipeline",
+    "Pipeline": "gateway.pipeline",
     "Service": "service",
     "build": "service",
-    "Call": "pipeline",
-    "UsageRecord": "usage.record",
+    "Call": "gateway.pipeline",
+    "UsageRecord": "accounting.record",
     # errors (errors.py's hierarchy)
     "LLMManagerError": "errors",
     "ConfigError": "errors",

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config.files import read_config
+from .config.parse import Config
 from .errors import ConfigError, LLMManagerError
-from .loading import read_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"
 log = logging.getLogger("llm_manager")
@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.demo == "real":
         from .demo.real import prepare_real_demo
-        from .manager import default_data_dir
+        from .runtime.manager import default_data_dir
 
         try:
             path = prepare_real_demo(Path(args.data_dir) if args.data_dir else default_data_dir())
@@ -107,8 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _offline_plans(config: Config) -> dict[str, Any]:
     """What placement would choose right now with nothing loaded (no server needed)."""
-    from .devices import DeviceRegistry
-    from .placement import plan
+    from .runtime.devices import DeviceRegistry
+    from .runtime.placement import plan
 
     registry = DeviceRegistry(config.program, lambda _n: 0)
     registry.load()

@@ -38,11 +38,11 @@ from typing import Any
 
 import ipywidgets as w
 
-from .accounting import Accounting
+from .accounting.layer import Accounting
 from .client import Client
-from .config import Config
-from .loading import read_config, read_document
-from .manager import Manager
+from .config.files import read_config, read_document
+from .config.parse import Config
+from .runtime.manager import Manager
 from .service import Service, build
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"

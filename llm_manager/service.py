@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .accounting import Accounting
-from .config import Config
-from .manager import Manager
-from .pipeline import Pipeline
-from .usage.store import UsageStore
+from .accounting.layer import Accounting
+from .accounting.store import UsageStore
+from .config.parse import Config
+from .gateway.pipeline import Pipeline
+from .runtime.manager import Manager
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Service:
 
     async def shutdown(self) -> None:
         await self.manager.shutdown()
+        await self.pipeline.close()
 
     def health(self) -> dict[str, Any]:
         return self.accounting.health(self.manager.health())

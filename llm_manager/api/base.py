@@ -9,12 +9,12 @@ from typing import Any
 import tornado.web
 from tornado.httputil import HTTPServerRequest
 
-from ..accounting import Accounting
+from ..accounting.layer import Accounting
+from ..accounting.security import Caller, presented_key
 from ..errors import LLMManagerError
-from ..manager import Manager
-from ..security import Caller, presented_key
+from ..gateway.validation import json_object
+from ..runtime.manager import Manager
 from ..service import Service
-from ..validation import json_object
 from .intake import cors_headers
 
 log = logging.getLogger("llm_manager.api")

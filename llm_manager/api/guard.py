@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import psutil
 from tornado.httputil import HTTPHeaders
 
-from ..config import ProgramConfig
+from ..config.parse import ProgramConfig
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")

@@ -22,7 +22,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from ..pipeline import Call, Pipeline
+from ..gateway.pipeline import Call, Pipeline
 from .base import BaseHandler, caller_of
 from .intake import Exchange
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..accounting import analytics
 from ..errors import BadRequest, NotFound
 from ..service import Service
-from ..usage import analytics
 from .base import caller_of
 from .management import ManagementHandler
 

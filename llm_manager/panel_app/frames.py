@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..usage import analytics
-from ..usage.record import UsageRecord
+from ..accounting import analytics
+from ..accounting.record import UsageRecord
 
 COLUMNS = ["ts", "model", "alias", "key_id", "client_ip", "endpoint", "status", "stream", "prompt_tokens",
            "completion_tokens", "total_tokens", "estimated", "queue_ms", "start_ms", "ttft_ms", "total_ms", "cost",

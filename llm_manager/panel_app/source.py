@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..accounting import Accounting
+from ..accounting.layer import Accounting
 from ..client import Client
-from ..config import redact
-from ..manager import Manager
+from ..config.parse import redact
+from ..runtime.manager import Manager
 from ..service import Service
 from .frames import (
     cost_summary,

@@ -161,7 +161,7 @@ def committed_rows(db: Path) -> int:
 
 
 def test_rows_survive_kill_9_after_the_flush_interval(tmp_path):
-    from llm_manager.usage.store import UsageStore
+    from llm_manager.accounting.store import UsageStore
 
     m = ManagerProcess(tmp_path, config_doc({"chat": fake_model("Chat")}, flush_interval=0.2))
     try:

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from helpers import ManagerProcess, config_doc, fake_model
 
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
+from llm_manager.config.parse import parse_config
+from llm_manager.runtime.manager import Manager
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

@@ -219,7 +219,7 @@ def test_pid_file_reaps_leftovers_when_the_guardian_died_too(make_mgr, tmp_path)
     assert chat(mgr, "script-model").status_code == 200
     shell = mgr.models()["script-model"]["pid"]  # the launched shell, leader of the group
     pids = _backend_pids(mgr, "script-model")
-    guardian = next(p for p in psutil.Process(mgr.proc.pid).children() if "llm_manager.reaper" in " ".join(p.cmdline()))
+    guardian = next(p for p in psutil.Process(mgr.proc.pid).children() if "llm_manager.runtime.reaper" in " ".join(p.cmdline()))
     guardian.kill()
     # it stays a zombie of the manager; dead is enough
     assert wait_until(lambda: not pids_alive([guardian.pid]), timeout=5), "the guardian outlived SIGKILL"

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from helpers import wait_until_async
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
-from llm_manager.metrics import Metrics
+from llm_manager.accounting.metrics import Metrics
+from llm_manager.config.parse import parse_config
+from llm_manager.runtime.manager import Manager
 
 INTERVAL = 0.1
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from helpers import wait_until_async
 
-from llm_manager.loading import read_document
-from llm_manager.manager import Manager
+from llm_manager.config.files import read_document
 from llm_manager.notebook import DEMO_CONFIG, control_panel, dashboard, demo_document, start_demo
+from llm_manager.runtime.manager import Manager
 
 RTX4090 = "NVIDIA GeForce RTX 4090 (simulated)"
 

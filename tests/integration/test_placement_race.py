@@ -17,8 +17,8 @@ from typing import Any
 
 from helpers import config_doc, fake_model
 
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
+from llm_manager.config.parse import parse_config
+from llm_manager.runtime.manager import Manager
 
 GB10 = 10_000
 TOTAL = 24_000

@@ -16,10 +16,10 @@ from helpers import config_doc, fake_model
 
 from llm_manager.api.app import build_server
 from llm_manager.client import Client
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
+from llm_manager.config.parse import parse_config
 from llm_manager.panel_app.source import LocalSource, RemoteSource
 from llm_manager.panel_app.views.planner import PlannerView
+from llm_manager.runtime.manager import Manager
 from llm_manager.service import build
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from helpers import free_port, pids_alive, wait_until_async
 
-from llm_manager.config import Config, ModelConfig, Profile, ProgramConfig
+from llm_manager.config.parse import Config, ModelConfig, Profile, ProgramConfig
 from llm_manager.errors import StartFailed, Unavailable
-from llm_manager.logs import ModelLog
-from llm_manager.supervisor import State, Supervisor
+from llm_manager.runtime.model_logs import ModelLog
+from llm_manager.runtime.supervisor import State, Supervisor
 
 S = State
 

@@ -24,9 +24,9 @@ from helpers import free_port, wait_until
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from llm_manager.usage import analytics
-from llm_manager.usage.record import UsageRecord
-from llm_manager.usage.store import (
+from llm_manager.accounting import analytics
+from llm_manager.accounting.record import UsageRecord
+from llm_manager.accounting.store import (
     MIGRATIONS,
     ApiKey,
     Budget,
@@ -326,8 +326,8 @@ def test_sqlite_in_memory_url_works(tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from llm_manager.usage.record import UsageRecord
-    from llm_manager.usage.store import UsageStore
+    from llm_manager.accounting.record import UsageRecord
+    from llm_manager.accounting.store import UsageStore
 
     store = UsageStore(None, Path(sys.argv[1]), flush_interval=0.2)
     i, last = 0, 0.0

@@ -20,7 +20,7 @@ import pytest
 from helpers import ManagerProcess, config_doc, free_port, pids_alive
 from real_helpers import kill_pids, llama_pids
 
-from llm_manager.config import load_config
+from llm_manager.config.parse import load_config
 from llm_manager.demo.real import (
     CHAT_MODEL,
     EMBED_MODEL,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_manager.usage import analytics as an
+from llm_manager.accounting import analytics as an
 
 D0 = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 DAY = 86400.0

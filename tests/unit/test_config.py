@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_manager.config import load_config, parse_config
+from llm_manager.config.parse import load_config, parse_config
 from llm_manager.errors import ConfigError
 
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed_config.json"
@@ -98,7 +98,7 @@ def test_invalid_json_names_line(tmp_path):
 
 
 def test_config_example_is_valid():
-    from llm_manager.loading import read_config
+    from llm_manager.config.files import read_config
 
     cfg = read_config(Path(__file__).resolve().parents[2] / "config.example.json")
     assert cfg.models["Qwen3-Embedding-8B"].profiles[0].command[0] == "llama-server"

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-import llm_manager.config as config_module
-import llm_manager.loading as loading
-from llm_manager.accounting import Pricer
-from llm_manager.config import ProgramConfig, parse_config
-from llm_manager.config_blocks import BudgetSpec, ConfigKey, RateLimits, hash_key
+import llm_manager.config.files as loading
+import llm_manager.config.parse as config_module
+from llm_manager.accounting.layer import Pricer
+from llm_manager.accounting.pricing import Pricing, VolumeTier
+from llm_manager.accounting.security import Budget, KeyInfo, Security
+from llm_manager.config.blocks import BudgetSpec, ConfigKey, RateLimits, hash_key
+from llm_manager.config.files import read_config, read_document
+from llm_manager.config.parse import ProgramConfig, parse_config
 from llm_manager.errors import ConfigError
-from llm_manager.loading import read_config, read_document
-from llm_manager.security import Budget, KeyInfo, Security
-from llm_manager.usage.pricing import Pricing, VolumeTier
 
 PRICING = {"input": 1.0, "output": 2.0, "per": 1000, "volume_tiers": [{"above_tokens": 10, "input": 0.5}]}
 
@@ -96,7 +96,7 @@ def test_program_config_built_in_code_takes_json_or_typed_blocks() -> None:
 @pytest.fixture
 def parse_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How often each parser runs (wrapped where config.py, loading.py and accounting.py look them up)."""
-    import llm_manager.accounting as setup_module
+    import llm_manager.accounting.layer as setup_module
 
     counts: dict[str, int] = {}
 
@@ -146,5 +146,5 @@ def test_plugin_modes_checked_without_a_second_parse(tmp_path: Path, parse_count
 
 
 def test_config_module_does_not_import_pandas() -> None:
-    code = "import sys, llm_manager.config, llm_manager.loading; assert 'pandas' not in sys.modules"
+    code = "import sys, llm_manager.config.parse, llm_manager.config.files; assert 'pandas' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

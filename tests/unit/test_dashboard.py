@@ -11,20 +11,20 @@ import pytest
 from bokeh.document import Document
 from helpers import config_doc, fake_model
 
-from llm_manager.accounting import Accounting
+from llm_manager.accounting.layer import Accounting
+from llm_manager.accounting.record import UsageRecord
+from llm_manager.accounting.store import UsageStore
 from llm_manager.api.app import build_server
 from llm_manager.client import Client
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
+from llm_manager.config.parse import parse_config
+from llm_manager.gateway.pipeline import Pipeline
 from llm_manager.panel_app.dashboard import Dashboard, create_dashboard
 from llm_manager.panel_app.frames import frame_from_records, records_to_dicts
 from llm_manager.panel_app.source import LocalSource, RemoteSource, monthly_budget
 from llm_manager.panel_app.views.devices import HISTORY_POINTS
 from llm_manager.panel_app.views.throughput import POINTS
-from llm_manager.pipeline import Pipeline
+from llm_manager.runtime.manager import Manager
 from llm_manager.service import Service, build
-from llm_manager.usage.record import UsageRecord
-from llm_manager.usage.store import UsageStore
 
 GPU = "Sim GPU 8G"
 

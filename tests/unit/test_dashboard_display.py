@@ -17,12 +17,12 @@ from bokeh.models import CustomJSTickFormatter, HoverTool
 from helpers import config_doc, fake_model
 from panel.models.tabulator import DataTabulator
 
-from llm_manager.config import parse_config
-from llm_manager.manager import Manager
+from llm_manager.config.parse import parse_config
 from llm_manager.panel_app.dashboard import Dashboard
 from llm_manager.panel_app.views.cost import _bars
 from llm_manager.panel_app.views.devices import DevicesView, device_rows
 from llm_manager.panel_app.views.models import action_for
+from llm_manager.runtime.manager import Manager
 
 GPU = "Sim GPU 8G"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llm_manager.device_match import name_matches, resolve_devices
+from llm_manager.runtime.device_match import name_matches, resolve_devices
 from plugins.devices import nvml_gpu
 from plugins.devices.Base_Class import INFO_KEYS, DevicePlugin
 from plugins.devices.cpu import CPUDevice

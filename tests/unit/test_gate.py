@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from llm_manager.errors import QueueFull, RateLimited
-from llm_manager.queueing import Gate
+from llm_manager.runtime.queueing import Gate
 
 
 async def settle() -> None:

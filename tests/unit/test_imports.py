@@ -90,3 +90,32 @@ def test_no_import_circle():
         if start not in done:
             visit(start, [start], {start}, done)
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+# What each layer may not import (ARCHITECTURE.md): the core has no HTTP framework in it, and lower layers
+# never reach up.
+FORBIDDEN = {
+    "llm_manager.config": ("llm_manager.runtime", "llm_manager.gateway", "llm_manager.api", "llm_manager.panel_app"),
+    "llm_manager.runtime": ("llm_manager.gateway", "llm_manager.api", "llm_manager.panel_app", "llm_manager.service"),
+    "llm_manager.accounting": ("llm_manager.gateway", "llm_manager.api", "llm_manager.panel_app", "llm_manager.service"),
+    "llm_manager.gateway": ("llm_manager.api", "llm_manager.panel_app", "llm_manager.service"),
+}
+NO_WEB_FRAMEWORK = ("tornado", "panel", "bokeh")
+
+
+def test_layers_import_only_downwards_and_the_core_knows_no_web_framework():
+    problems = []
+    for module in module_names():
+        layer = next((lay for lay in FORBIDDEN if module == lay or module.startswith(lay + ".")), None)
+        if layer is None:
+            continue
+        for dep in imports_of(module):
+            if any(dep == f or dep.startswith(f + ".") for f in FORBIDDEN[layer]):
+                problems.append(f"{module} imports {dep}")
+        path = PACKAGE.parent / Path(*module.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            problems += [f"{module} imports {n}" for n in names if n.split(".")[0] in NO_WEB_FRAMEWORK]
+    assert not problems, "\n".join(problems)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm_manager.config import Profile
-from llm_manager.placement import DeviceState, Holding, effective_free, plan
+from llm_manager.config.parse import Profile
+from llm_manager.runtime.placement import DeviceState, Holding, effective_free, plan
 
 
 def prof(name: str, **mem: int) -> Profile:

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_manager.errors import ConfigError
-from llm_manager.usage.pricing import (
+from llm_manager.accounting.pricing import (
     Pricing,
     PromptTier,
     VolumeTier,
@@ -19,6 +18,7 @@ from llm_manager.usage.pricing import (
     period_tokens_before,
     reprice,
 )
+from llm_manager.errors import ConfigError
 
 JAN = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 FEB = datetime(2025, 2, 1, tzinfo=timezone.utc).timestamp()
@@ -120,9 +120,9 @@ def test_period_start_is_utc_month() -> None:
 
 
 def test_live_pricer_volume_resets_at_the_month_boundary() -> None:
-    from llm_manager.accounting import Pricer
-    from llm_manager.config import parse_config
-    from llm_manager.usage.record import UsageRecord
+    from llm_manager.accounting.layer import Pricer
+    from llm_manager.accounting.record import UsageRecord
+    from llm_manager.config.parse import parse_config
 
     block = {"input": 1.0, "output": 2.0, "per": 1000, "volume_tiers": [{"above_tokens": 1000, "input": 0.5,
                                                                            "output": 1.0}]}

@@ -131,5 +131,5 @@ def test_from_import_works_in_a_fresh_interpreter():
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     modules, heavy = out.splitlines()
-    assert modules == "llm_manager.errors llm_manager.loading llm_manager.client"
+    assert modules == "llm_manager.errors llm_manager.config.files llm_manager.client"
     assert heavy == "[]", f"the config loader and Client loaded {heavy}"

@@ -1,4 +1,4 @@
-"""The relay's pure parts (``llm_manager.proxy``): the body sent upstream for a stream, usage read from a whole
+"""The relay's pure parts (``llm_manager.gateway.relay``): the body sent upstream for a stream, usage read from a whole
 answer, and SSE relayed event by event (boundaries, CRLF framing, usage sniffed or hidden, ``[DONE]``).
 
 Input in, output out: no server, no socket. ``relay_stream`` is fed its chunks by an async generator and writes
@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from llm_manager.proxy import Outcome, _filter_event, prepare_stream_body, relay_stream, usage_from_body
+from llm_manager.gateway.relay import (
+    Outcome,
+    _filter_event,
+    prepare_stream_body,
+    relay_stream,
+    usage_from_body,
+)
 
 USAGE_JSON = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 

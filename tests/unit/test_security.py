@@ -8,10 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_manager.config import ProgramConfig
-from llm_manager.config_blocks import parse_budgets, parse_config_keys
-from llm_manager.errors import AuthenticationError, BudgetExceeded, ConfigError, PermissionDenied, RateLimited
-from llm_manager.security import (
+from llm_manager.accounting.record import UsageRecord
+from llm_manager.accounting.security import (
     Caller,
     Security,
     TokenBucket,
@@ -19,7 +17,9 @@ from llm_manager.security import (
     period_bounds,
     presented_key,
 )
-from llm_manager.usage.record import UsageRecord
+from llm_manager.config.blocks import parse_budgets, parse_config_keys
+from llm_manager.config.parse import ProgramConfig
+from llm_manager.errors import AuthenticationError, BudgetExceeded, ConfigError, PermissionDenied, RateLimited
 
 
 def request(token: str | None = None, ip: str = "127.0.0.1") -> Caller:

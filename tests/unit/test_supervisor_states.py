@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from helpers import free_port
 
-from llm_manager.config import Config, ModelConfig, Profile, ProgramConfig
+from llm_manager.config.parse import Config, ModelConfig, Profile, ProgramConfig
 from llm_manager.errors import StartFailed, Unavailable
-from llm_manager.logs import ModelLog
-from llm_manager.supervisor import TRANSITIONS, State, Supervisor
+from llm_manager.runtime.model_logs import ModelLog
+from llm_manager.runtime.supervisor import TRANSITIONS, State, Supervisor
 
 S = State
 

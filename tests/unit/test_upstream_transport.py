@@ -1,4 +1,4 @@
-"""The gateway's httpx transport (``llm_manager.upstream``) against a scripted HTTP/1.1 server on loopback.
+"""The gateway's httpx transport (``llm_manager.gateway.upstream``) against a scripted HTTP/1.1 server on loopback.
 
 Each test's server answers with exact bytes, so framing, keep-alive, retries and failures are the
 transport's doing, and every failure must surface as the httpx exception an httpx user expects.
@@ -13,7 +13,7 @@ import httpx
 import pytest
 from helpers import wait_until_async
 
-from llm_manager.upstream import PooledTransport, make_client
+from llm_manager.gateway.upstream import PooledTransport, make_client
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 

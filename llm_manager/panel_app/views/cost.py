@@ -1,7 +1,7 @@
 """Cost: by model, key and day (hvplot bars), and the month's budget burn against the month-end forecast.
 
 Data comes from the usage store when the manager has one (a query in a worker thread, at most every 10 s),
-otherwise from the in-memory recent records, through the same ``llm_manager.usage.analytics`` functions.
+otherwise from the in-memory recent records, through the same ``llm_manager.accounting.analytics`` functions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import panel as pn
 from bokeh.models import CustomJSTickFormatter, NumeralTickFormatter
 
-from ...usage.pricing import period_start
+from ...accounting.pricing import period_start
 from .base import View
 
 DAYS = 30

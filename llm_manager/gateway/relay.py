@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from .errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamTimeout
 
-log = logging.getLogger("llm_manager.proxy")
+log = logging.getLogger("llm_manager.gateway.relay")
 
 USAGE_MARK = b'"usage"'
 DONE_EVENT = b"data: [DONE]"

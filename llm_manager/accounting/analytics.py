@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from llm_manager.usage.pricing import period_start
+from llm_manager.accounting.pricing import period_start
 
 __all__ = ["by_key", "by_model", "by_period", "latency_percentiles", "month_forecast", "records", "summary",
            "throughput"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .config import Profile
+from ..config.parse import Profile
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Config
-from .errors import BadRequest, NotFound
-from .manager import Manager
+from ..config.parse import Config
+from ..errors import BadRequest, NotFound
+from ..runtime.manager import Manager
+from . import analytics
 from .metrics import Metrics
+from .pricing import Pricing, next_period_start, parse_pricing, period_start, reprice
+from .record import UsageRecord
 from .security import Security, hash_key, new_secret
-from .usage import analytics
-from .usage.pricing import Pricing, next_period_start, parse_pricing, period_start, reprice
-from .usage.record import UsageRecord
-from .usage.store import EVENT_KINDS, ApiKey, UsageStore
+from .store import EVENT_KINDS, ApiKey, UsageStore
 
 DAY = 86400.0
 DEVICE_SAMPLE_EVERY = 30.0  # seconds between device samples kept in the store (downsampled history)

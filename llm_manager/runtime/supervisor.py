@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from .config import Config, ModelConfig, Profile
-from .errors import StartFailed, Unavailable
-from .logs import ModelLog
+from ..config.parse import Config, ModelConfig, Profile
+from ..errors import StartFailed, Unavailable
+from .model_logs import ModelLog
 from .queueing import Gate
 from .reaper import Reaper, kill_group, set_pdeathsig
 

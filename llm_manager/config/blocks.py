@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Which limits each rate_limits scope takes: a per-IP token limit would never be applied, so it is refused.
 RATE_LIMIT_KEYS = {"per_key": ("rpm", "tpm"), "per_ip": ("rpm",)}

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 log = logging.getLogger(__name__)
 

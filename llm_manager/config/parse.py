@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config_blocks import (
+from ..accounting.pricing import Pricing, parse_pricing
+from ..errors import ConfigError
+from .blocks import (
     BudgetSpec,
     ConfigKey,
     RateLimits,
@@ -21,8 +23,6 @@ from .config_blocks import (
     parse_config_keys,
     parse_rate_limits,
 )
-from .errors import ConfigError
-from .usage.pricing import Pricing, parse_pricing
 
 MODES = ("Chat", "Base", "Embedding", "Reranker")
 DEFAULT_START_TIMEOUT = 300.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .config import ModelConfig
-from .errors import ModelNotFound
+from ..config.parse import ModelConfig
+from ..errors import ModelNotFound
 
 
 class Router:

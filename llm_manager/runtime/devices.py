@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .config import ProgramConfig
+from ..config.parse import ProgramConfig
+from ..plugin_loader import LoadedPlugins, PluginError, load_plugins
 from .device_match import resolve_devices
 from .placement import DeviceState
-from .plugins import LoadedPlugins, PluginError, load_plugins
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .config import ProgramConfig
-from .config_blocks import BudgetSpec, ConfigKey, hash_key
-from .errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
+from ..config.blocks import BudgetSpec, ConfigKey, hash_key
+from ..config.parse import ProgramConfig
+from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
 
 BUDGET_THRESHOLDS = (0.5, 0.8, 1.0)
 

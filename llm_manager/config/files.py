@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import MODES, Config, load_config, parse_config
-from .errors import ConfigError
+from ..errors import ConfigError
+from .parse import MODES, Config, load_config, parse_config
 
 
 def known_modes(config: Config) -> tuple[str, ...] | None:
     """Modes served by the interface plugins the config points at (built-ins plus its folder)."""
-    from .plugins import load_plugins
+    from ..plugin_loader import load_plugins
 
     names = []
     for cls in load_plugins("interfaces", "InterfacePlugin", config.program.interface_plugin_dir or None).classes:

@@ -16,22 +16,21 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import Config, ModelConfig
+from .. import __version__
+from ..accounting.live import LiveUsage
+from ..accounting.record import UsageRecord
+from ..config.parse import Config, ModelConfig
+from ..errors import NoCapacity, NotFound, StartFailed, Unavailable
+from ..plugin_loader import load_plugins
+from .bus import EventBus
 from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
-from .errors import NoCapacity, NotFound, StartFailed, Unavailable
-from .events import EventBus
 from .hotreload import ConfigWatcher
-from .logs import ModelLog
+from .model_logs import ModelLog
 from .placement import Plan, plan
-from .plugins import load_plugins
 from .reaper import Reaper
 from .router import Router
 from .supervisor import State, Supervisor
-from .upstream import make_client
-from .usage.live import LiveUsage
-from .usage.record import UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ class Manager(DeviceSnapshotMixin):
         self.events: list[dict[str, Any]] = []  # recent model events, bounded
         self._running = False
         self.bus.subscribe("event", self._remember_event)
-        self.http = make_client()
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
         self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
@@ -114,7 +112,6 @@ class Manager(DeviceSnapshotMixin):
             except Exception:
                 log.exception("closing %s failed", close)
         self.reaper.close()
-        await self.http.aclose()
 
     @property
     def running(self) -> bool:

@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .accounting import Accounting
-from .config import ModelConfig
-from .errors import BadRequest, LLMManagerError, NotFound
-from .manager import Manager
-from .proxy import Outcome, forward, prepare_stream_body
-from .security import Caller, KeyInfo
-from .usage.record import UsageRecord
+from ..accounting.layer import Accounting
+from ..accounting.record import UsageRecord
+from ..accounting.security import Caller, KeyInfo
+from ..config.parse import ModelConfig
+from ..errors import BadRequest, LLMManagerError, NotFound
+from ..runtime.manager import Manager
+from .relay import Outcome, forward, prepare_stream_body
+from .upstream import make_client
 from .validation import EndpointTable, check_fields, json_object, shown
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class Pipeline:
         self.manager = manager
         self.accounting = accounting
         self.endpoints = EndpointTable()
+        self.http = make_client()  # one pooled client to every upstream; closed by close()
+
+    async def close(self) -> None:
+        await self.http.aclose()
 
     def served(self) -> dict[str, str]:
         """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
@@ -148,7 +153,7 @@ class Pipeline:
             async def write(data: bytes) -> None:
                 await reply.stream(head[0], head[1], data)
 
-            await forward(self.manager.http, f"http://127.0.0.1:{sup.model.port}/{endpoint}", content,
+            await forward(self.http, f"http://127.0.0.1:{sup.model.port}/{endpoint}", content,
                           admitted.stream, model.request_timeout, on_headers, write, hide_usage, out,
                           name=f"model {model.name}")
             if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces

@@ -2,7 +2,7 @@
 
 Three layers, because each alone has a hole:
 - PR_SET_PDEATHSIG kills the launched process when the manager dies (not its grandchildren);
-- a guardian process (``python -m llm_manager.reaper``) holds a pipe from the manager and, when the
+- a guardian process (``python -m llm_manager.runtime.reaper``) holds a pipe from the manager and, when the
   pipe closes (the manager exited or was SIGKILLed), kills every process group it was told about;
 - a pid file in the data dir lets the next start reap groups left behind if the guardian died too.
 """
@@ -51,7 +51,7 @@ class Reaper:
         reaped = self.reap_stale()
         try:
             self._guardian = subprocess.Popen(
-                [sys.executable, "-m", "llm_manager.reaper"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "llm_manager.runtime.reaper"], stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
             )
         except OSError:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .events import EventBus
+from .bus import EventBus
 
 
 @dataclass(frozen=True, slots=True)

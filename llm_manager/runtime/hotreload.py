@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import Config
-from .errors import ConfigError
-from .events import EventBus
-from .loading import read_config, read_document
-from .plugins import BUILTIN_DIR, PluginFolder
+from ..config.files import read_config, read_document
+from ..config.parse import Config
+from ..errors import ConfigError
+from ..plugin_loader import BUILTIN_DIR, PluginFolder
+from .bus import EventBus
 
 log = logging.getLogger(__name__)
 

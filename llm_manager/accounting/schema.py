@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-log = logging.getLogger("llm_manager.usage.store")  # the store's log: migrations run when it opens
+log = logging.getLogger("llm_manager.accounting.store")  # the store's log: migrations run when it opens
 
 EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop")
 

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, updat
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from llm_manager.usage.record import UsageRecord
-from llm_manager.usage.schema import (
+from llm_manager.accounting.record import UsageRecord
+from llm_manager.accounting.schema import (
     EVENT_KINDS,
     MIGRATIONS,
     ApiKey,

@@ -1,0 +1,1 @@
+"""The config document: parsed and validated once into typed, frozen objects."""

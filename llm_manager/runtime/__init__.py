@@ -1,0 +1,1 @@
+"""Model processes, devices, placement, queueing, plugins and hot reload: what the Manager drives."""
