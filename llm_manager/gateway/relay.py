@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,7 +22,6 @@ from ..errors import UpstreamError, UpstreamTimeout
 log = logging.getLogger("llm_manager.gateway.relay")
 
 USAGE_MARK = b'"usage"'
-DONE_EVENT = b"data: [DONE]"
 
 
 @dataclass
@@ -38,7 +37,6 @@ class Outcome:
     error: str | None = None
     body: bytes | None = None  # a non-streamed answer, for the caller to send in one piece
     done: bool = False  # the client was sent the stream's [DONE]: the answer is complete
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _STREAM_OPTS = b'{"stream_options":{"include_usage":true},'

@@ -188,9 +188,6 @@ class UpstreamPool:
         if idle:
             idle.pop(conn, None)
 
-    def idle_count(self) -> int:
-        return sum(len(v) for v in self._idle.values())
-
     async def aclose(self) -> None:
         self._closed = True
         if self._sweeper is not None:
