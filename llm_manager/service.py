@@ -14,6 +14,7 @@ from .accounting.layer import Accounting
 from .accounting.store import UsageStore
 from .config.parse import Config
 from .gateway.pipeline import Pipeline
+from .gateway.protocols.registry import default_adapters
 from .runtime.manager import Manager
 
 
@@ -42,4 +43,4 @@ def build(config: Config, data_dir: Path | str | None = None, with_store: bool =
     program = config.program
     store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
     accounting = Accounting(manager, store)
-    return Service(manager, accounting, Pipeline(manager, accounting))
+    return Service(manager, accounting, Pipeline(manager, accounting, default_adapters()))

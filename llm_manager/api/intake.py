@@ -171,12 +171,16 @@ class Exchange(httputil.HTTPMessageDelegate):
         if self.headers_written:
             self.end()
             return
-        data = json.dumps(exc.body()).encode()
+        data = self.error_body(exc)
         headers = {"Content-Type": JSON, "Content-Length": str(len(data)), **exc.headers}
         if not self.body_complete:  # answered from the head: Tornado drops the connection after, so say so
             headers["Connection"] = "close"
         self.start(exc.status, headers, data)
         self.end()
+
+    def error_body(self, exc: LLMManagerError) -> bytes:
+        """The error answer's body: OpenAI's shape unless a subclass speaks another protocol."""
+        return json.dumps(exc.body()).encode()
 
     def log_access(self) -> None:
         """The line Tornado's application would log (``tornado.access``; see ``program.access_log``)."""

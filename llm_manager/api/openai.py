@@ -23,6 +23,7 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..gateway.pipeline import Call, Pipeline
+from ..gateway.protocols.base import Adapter
 from .base import BaseHandler, caller_of
 from .intake import Exchange
 
@@ -91,7 +92,8 @@ def route_v1(pipeline: Pipeline) -> Callable[[httputil.RequestStartLine], Callab
         path = start_line.path
         if path.startswith("/v1/"):
             return None if path.startswith("/v1/models") else make
-        return make if path.partition("?")[0].strip("/") in pipeline.served() else None
+        bare = path.partition("?")[0].strip("/")
+        return make if bare in pipeline.served() or pipeline.adapter_for(bare) is not None else None
 
     return route
 
@@ -103,6 +105,13 @@ class ProxyExchange(Exchange):
         super().__init__(connection, cors_origins, max_body)
         self.pipeline = pipeline
         self.t0 = time.monotonic()
+        self.adapter: Adapter | None = None
+
+    def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+                         headers: httputil.HTTPHeaders) -> None:
+        if isinstance(start_line, httputil.RequestStartLine):  # before any early error: it picks the error shape
+            self.adapter = self.pipeline.adapter_for(start_line.path.partition("?")[0].strip("/"))
+        super().headers_received(start_line, headers)
 
     def check_head(self, request: httputil.HTTPServerRequest) -> None:
         length = request.headers.get("Content-Length")
@@ -117,9 +126,14 @@ class ProxyExchange(Exchange):
         if self.size > self.max_body:
             raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
         assert self.request is not None
-        call = Call(self.path.strip("/"), raw, caller_of(self.request), self.t0)
+        path = self.path.strip("/")
+        call = Call(path, raw, caller_of(self.request), self.t0, self.adapter)
         await self.pipeline.handle(call, self)
         self.end()
+
+    def error_body(self, exc: LLMManagerError) -> bytes:
+        """The error in the shape of the request's protocol (OpenAI's, Anthropic's, Ollama's...)."""
+        return self.adapter.error_body(exc) if self.adapter is not None else super().error_body(exc)
 
     # -- Reply
     @property

@@ -133,3 +133,23 @@ def parse_rate_limits(raw: Any) -> RateLimits:
     per_key, per_ip = raw.get("per_key", {}), raw.get("per_ip", {})
     return RateLimits(_limit(per_key.get("rpm"), f"{p}.per_key.rpm"), _limit(per_key.get("tpm"), f"{p}.per_key.tpm"),
                       _limit(per_ip.get("rpm"), f"{p}.per_ip.rpm"))
+
+
+PROTOCOLS = ("openai", "anthropic", "responses", "ollama")
+# What known model servers speak natively (their requests are relayed as they are, not translated).
+NATIVE_BY_SERVER = {"llama-server": ("openai", "anthropic", "responses")}
+
+
+def parse_protocols(raw: Any, launchers: tuple[str, ...], path: str) -> tuple[str, ...]:
+    """The client protocols a model's server speaks itself: the config's list, else what a known server speaks
+    (recognised in the launch commands), else OpenAI's alone. The others are translated to chat completions."""
+    if raw is None:
+        for server, spoken in NATIVE_BY_SERVER.items():
+            if any(server in launcher for launcher in launchers):
+                return spoken
+        return ("openai",)
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x in PROTOCOLS for x in raw):
+        raise ConfigError(path, f"expected a list of protocols the server speaks, from {', '.join(PROTOCOLS)}")
+    if "openai" not in raw:
+        raise ConfigError(path, "expected \"openai\" among them (the manager speaks chat completions to every model)")
+    return tuple(raw)

@@ -21,6 +21,7 @@ from .blocks import (
     RateLimits,
     parse_budgets,
     parse_config_keys,
+    parse_protocols,
     parse_rate_limits,
 )
 
@@ -31,6 +32,7 @@ DEFAULT_START_TIMEOUT = 300.0
 MODEL_KEYS = {
     "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
     "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
+    "protocols",
 }
 PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd"}
 PROGRAM_KEYS = {
@@ -84,6 +86,7 @@ class ModelConfig:
     request_timeout: float = 600.0  # seconds the upstream may take to answer (or between stream chunks)
     pricing: Pricing | None = None  # parsed by _model with usage/pricing.py; None: the model is free
     description: str = ""
+    protocols: tuple[str, ...] = ("openai",)  # what its server speaks natively (config_blocks.parse_protocols)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -354,6 +357,8 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
         request_timeout=_number(raw.get("request_timeout", 600.0), f"{p}.request_timeout", 0.1),
         pricing=pricing,
         description=str(raw.get("description", "")),
+        protocols=parse_protocols(raw.get("protocols"), tuple(" ".join(pr.command or ()) + (pr.bat_path or "")
+                                                              for pr in profiles), f"{p}.protocols"),
     )
 
 

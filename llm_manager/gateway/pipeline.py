@@ -20,6 +20,7 @@ from ..accounting.security import Caller, KeyInfo
 from ..config.parse import ModelConfig
 from ..errors import BadRequest, LLMManagerError, NotFound
 from ..runtime.manager import Manager
+from .protocols.base import Adapter, AnswerTranslator, TranslatingReply
 from .relay import Outcome, forward, prepare_stream_body
 from .upstream import make_client
 from .validation import EndpointTable, check_fields, json_object, shown
@@ -33,10 +34,11 @@ STREAMABLE = frozenset({"v1/chat/completions", "v1/completions"})
 class Call:
     """One request as the core sees it: which endpoint, the body's bytes, who sent it."""
 
-    path: str  # as asked, without leading slash: "v1/chat/completions", "v2/rerank"
+    path: str  # as asked, without leading slash: "v1/chat/completions", "v2/rerank", "v1/messages"
     raw: bytes
     caller: Caller
     started: float = field(default_factory=time.monotonic)
+    adapter: Adapter | None = None  # the client protocol when it is not OpenAI's (Pipeline.adapter_for)
 
 
 class Reply(Protocol):
@@ -55,24 +57,33 @@ class Reply(Protocol):
 class Admitted:
     """A call that passed every check and may take a model's capacity."""
 
-    endpoint: str
-    body: dict[str, Any]
+    endpoint: str  # upstream path
+    body: dict[str, Any]  # as sent upstream (translated, when the call's protocol is translated)
     model: ModelConfig
     key: KeyInfo | None
     stream: bool
+    raw: bytes  # the bytes sent upstream
+    label: str  # the usage rows' endpoint
+    alias: str  # the model name the client used
+    translator: AnswerTranslator | None = None  # set when the answer must be translated back
+    local: bytes | None = None  # an answer given without the model (count_tokens)
 
 
 class Pipeline:
     """Runs calls through the manager: the only place that orders the steps of a request."""
 
-    def __init__(self, manager: Manager, accounting: Accounting):
+    def __init__(self, manager: Manager, accounting: Accounting, adapters: tuple[Adapter, ...] = ()):
         self.manager = manager
         self.accounting = accounting
         self.endpoints = EndpointTable()
+        self.adapters = {path: a for a in adapters for path in a.paths}  # path -> its protocol's adapter
         self.http = make_client()  # one pooled client to every upstream; closed by close()
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    def adapter_for(self, path: str) -> Adapter | None:
+        return self.adapters.get(path)
 
     def served(self) -> dict[str, str]:
         """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
@@ -80,6 +91,8 @@ class Pipeline:
 
     def admit(self, call: Call) -> Admitted:
         """Everything decided before a model is touched: 404/400/401/403/429 come from here."""
+        if call.adapter is not None:
+            return self._admit_protocol(call, call.adapter)
         endpoint = self.served().get(call.path)
         if endpoint is None:  # before the body is looked at: no model makes an unknown path exist
             raise NotFound(f"no endpoint /{call.path}; served: " + ", ".join("/" + e for e in sorted(self.served())))
@@ -93,6 +106,13 @@ class Pipeline:
         security = self.accounting.security  # read per call: a config reload replaces it
         key = security.authorize(call.caller, name)
         model = self.manager.resolve(name)
+        self._check_model(body, endpoint, model)
+        check_fields(body)
+        security.check_budget(key, model.name)
+        return Admitted(endpoint, body, model, key, body.get("stream") is True, call.raw,
+                        endpoint.removeprefix("v1/"), name)
+
+    def _check_model(self, body: dict[str, Any], endpoint: str, model: ModelConfig) -> None:
         iface = self.manager.interfaces.get(model.mode)
         if iface is None:
             raise BadRequest(f"model {model.name} has mode {model.mode}, for which no interface plugin is loaded")
@@ -102,27 +122,59 @@ class Pipeline:
         problem = iface.validate_body(endpoint, body)
         if problem:
             raise BadRequest(problem, param=problem.split(":")[0])
-        check_fields(body)
+
+    def _admit_protocol(self, call: Call, adapter: Adapter) -> Admitted:
+        """A call in another client protocol: relayed as it is to a server that speaks it, else translated."""
+        op = adapter.paths[call.path]
+        native = json_object(call.raw)
+        name = adapter.model_of(op, native)
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
+                             param="model")
+        security = self.accounting.security
+        key = security.authorize(call.caller, name)
+        model = self.manager.resolve(name)
+        label = adapter.labels.get(op, op)
+        local = adapter.local(op, native, model.name)
+        if local is not None:
+            return Admitted("", native, model, key, False, call.raw, label, name, local=local)
+        if adapter.name in model.protocols and op in adapter.native:
+            endpoint, body, raw, translator = adapter.native[op], native, call.raw, None
+        else:
+            endpoint, body = adapter.to_openai(op, native, model.name)
+            self._check_model(body, endpoint, model)
+            check_fields(body)
+            raw, translator = json.dumps(body).encode(), adapter.translator(op, native, model.name)
         security.check_budget(key, model.name)
-        return Admitted(endpoint, body, model, key, body.get("stream") is True)
+        return Admitted(endpoint, body, model, key, body.get("stream") is True, raw, label, name, translator)
 
     async def handle(self, call: Call, reply: Reply) -> UsageRecord:
         """Admit, serve and account one call; an error before the answer started is raised for the caller to
         render in its protocol's shape, one after it is told in-band (an SSE error event)."""
         admitted = self.admit(call)
-        rec = UsageRecord(model=admitted.model.name, endpoint=admitted.endpoint.removeprefix("v1/"), status=0,
-                          alias=admitted.body["model"], key_id=admitted.key.id if admitted.key else None,
+        if admitted.local is not None:
+            reply.whole(200, "application/json", admitted.local)
+            return UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=200, alias=admitted.alias)
+        rec = UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=0,
+                          alias=admitted.alias, key_id=admitted.key.id if admitted.key else None,
                           client_ip=call.caller.ip, stream=admitted.stream)
         out = Outcome()
+        if admitted.translator is not None and call.adapter is not None:
+            reply = TranslatingReply(reply, admitted.translator, call.adapter)
         try:
             await self._serve(call, admitted, reply, rec, out)
+            if isinstance(reply, TranslatingReply):
+                await reply.end()
         except LLMManagerError as exc:
             rec.status, rec.error = exc.status, exc.message
             if not reply.started:
                 raise
             log.warning("stream to %s broke off: %s", call.caller.ip or "?", exc.message)
+            told = (call.adapter.stream_error(exc) if call.adapter is not None
+                    else f"data: {json.dumps(exc.body())}\n\n".encode())
+            inner = reply.inner if isinstance(reply, TranslatingReply) else reply
             try:  # mid-stream: tell the client in-band
-                await reply.stream(exc.status, "text/event-stream", f"data: {json.dumps(exc.body())}\n\n".encode())
+                await inner.stream(exc.status, "text/event-stream", told)
             except asyncio.CancelledError:
                 pass
         except asyncio.CancelledError:
@@ -139,10 +191,10 @@ class Pipeline:
     async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome) -> None:
         model, endpoint = admitted.model, admitted.endpoint
         tracked = model.mode in self.manager.config.program.token_tracker
-        content, hide_usage = call.raw, False
+        content, hide_usage = admitted.raw, False
         if admitted.stream and tracked and endpoint in STREAMABLE:
-            content, wanted = prepare_stream_body(admitted.body, call.raw)
-            hide_usage = not wanted
+            content, wanted = prepare_stream_body(admitted.body, admitted.raw)
+            hide_usage = not wanted and admitted.translator is None  # a translator reads the usage chunk itself
         async with self.manager.lease(model.name) as (sup, timings):
             rec.start_ms, rec.queue_ms = timings["start_ms"], timings["queue_ms"]
             head: list[Any] = [200, "application/json"]
@@ -172,5 +224,5 @@ class Pipeline:
             rec.prompt_tokens, rec.completion_tokens = out.prompt_tokens, out.completion_tokens or 0
         elif out.status == 200 and admitted.model.mode in self.manager.config.program.token_tracker:
             rec.estimated = True
-            rec.prompt_tokens = max(1, len(call.raw) // 4)
+            rec.prompt_tokens = max(1, len(admitted.raw) // 4)
             rec.completion_tokens = out.stream_events if admitted.stream else max(0, out.text_chars // 4)

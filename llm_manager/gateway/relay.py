@@ -61,15 +61,32 @@ def prepare_stream_body(body: dict[str, Any], raw: bytes) -> tuple[bytes, bool]:
 
 
 def _read_usage(obj: Any, out: Outcome) -> bool:
-    usage = obj.get("usage") if isinstance(obj, dict) else None
-    if isinstance(usage, dict):
-        pt = usage.get("prompt_tokens")
+    """Token counts from an answer or event, in OpenAI's shape or, relayed natively, Anthropic's (``message_start``
+    carries the input, ``message_delta`` the output) and the Responses API's (``response.completed``)."""
+    if not isinstance(obj, dict):
+        return False
+    usage = obj.get("usage")
+    if not isinstance(usage, dict):
+        inner = obj.get("message") or obj.get("response")
+        usage = inner.get("usage") if isinstance(inner, dict) else None
+        if not isinstance(usage, dict):
+            return False
+    pt = usage.get("prompt_tokens")
+    if isinstance(pt, int):
         ct = usage.get("completion_tokens")
-        if isinstance(pt, int):
-            out.prompt_tokens = pt
-            out.completion_tokens = ct if isinstance(ct, int) else max(0, int(usage.get("total_tokens", pt)) - pt)
-            return True
-    return False
+        out.prompt_tokens = pt
+        out.completion_tokens = ct if isinstance(ct, int) else max(0, int(usage.get("total_tokens", pt)) - pt)
+        return True
+    it, ot = usage.get("input_tokens"), usage.get("output_tokens")
+    if not isinstance(it, int) and not isinstance(ot, int):
+        return False
+    if isinstance(it, int):
+        out.prompt_tokens = it + int(usage.get("cache_read_input_tokens") or 0)
+    elif out.prompt_tokens is None:
+        out.prompt_tokens = 0
+    if isinstance(ot, int):
+        out.completion_tokens = ot
+    return True
 
 
 _decoder = json.JSONDecoder()

@@ -25,6 +25,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
+from llm_manager.testing import fake_anthropic, fake_openresponses
 from llm_manager.testing import fake_responses as fr
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
@@ -264,6 +265,8 @@ def make_app(options: BackendOptions) -> tornado.web.Application:
         (r"/(?:v1/)?completions", GenerationHandler, {"state": state, "chat": False}),
         (r"/(?:v1/)?embeddings", EmbeddingsHandler, s),
         (r"/(?:v1/)?(?:rerank|reranking)", RerankHandler, s),
+        *fake_anthropic.routes(state),
+        *fake_openresponses.routes(state),
     ]
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=s,
                                    log_function=_log_request, backend_state=state)

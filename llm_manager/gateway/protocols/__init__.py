@@ -1,0 +1,1 @@
+"""Client protocols around the pipeline (Anthropic Messages, OpenAI Responses, Ollama): one adapter each."""
