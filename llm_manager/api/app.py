@@ -28,7 +28,9 @@ from .management import (
     PlanHandler,
     PluginsHandler,
 )
+from .ollama import ollama_routes
 from .openai import ModelsHandler, V1OtherHandler, route_v1
+from .responses import responses_routes
 from .static import WebUIHandler
 from .usage import usage_routes
 
@@ -55,6 +57,8 @@ def api_patterns(service: Service) -> list[tuple]:
         (r"/api/plugins", PluginsHandler, m),
         (r"/api/ws", EventSocket, m),
         *usage_routes(service),
+        *ollama_routes(service),
+        *responses_routes(service),
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
         (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon|login|logout)(.*)", WebUIHandler),
