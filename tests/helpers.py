@@ -4,6 +4,7 @@ as a real process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +56,24 @@ async def wait_until_async(predicate: Callable[[], T], timeout: float = 10.0, in
         if value or loop.time() >= deadline:
             return value
         await asyncio.sleep(interval)
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright, as every browser test starts it (skips without either)."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium) or $LLM_MANAGER_CHROMIUM")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable,
+                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def free_port() -> int:

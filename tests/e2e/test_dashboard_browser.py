@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ManagerProcess, chromium_path, free_port
+from helpers import ManagerProcess, chromium_browser, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -72,21 +72,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]
 
 @pytest.fixture(scope="module")
 def page(server: ManagerProcess) -> Iterator[object]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("no Chromium found (set LLM_MANAGER_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable,
-                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        try:
-            pg = browser.new_page(viewport=VIEWPORT)
-            errors: list[str] = []
-            pg.on("pageerror", lambda exc: errors.append(str(exc)))
-            pg.errors = errors
-            yield pg
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        pg = browser.new_page(viewport=VIEWPORT)
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.errors = errors
+        yield pg
 
 
 def _tab(page: object, title: str) -> object:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ManagerProcess, chromium_path, config_doc, fake_model
+from helpers import ManagerProcess, chromium_browser, config_doc, fake_model
 
 pytestmark = pytest.mark.e2e
 
@@ -28,17 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerProcess]
 
 @pytest.fixture()
 def browser() -> Iterator[object]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("no Chromium found (set LLM_MANAGER_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable,
-                               args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium_browser() as b:
+        yield b
 
 
 def test_admin_logs_in_to_the_dashboard(server, browser):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import chromium_path, free_port
+from helpers import chromium_browser, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -82,19 +82,8 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium) or $LLM_MANAGER_CHROMIUM")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium_browser() as b:
+        yield b
 
 
 def _chat_model(url: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from bokeh.document import Document
-from helpers import config_doc, fake_model
+from helpers import config_doc, fake_model, wait_until_async
 
 from llm_manager.accounting.layer import Accounting
 from llm_manager.accounting.record import UsageRecord
@@ -62,14 +62,6 @@ def _states(d: Dashboard) -> dict[str, str]:
     return {m["name"]: m["state"] for m in d.models.models}
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait for a condition (polled), never for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def _usage(model: str, cost: float, key: str | None = None, status: int = 200, ts: float | None = None) -> UsageRecord:
     return UsageRecord(model=model, endpoint="chat/completions", status=status, key_id=key, prompt_tokens=10,
                        completion_tokens=5, cost=cost, total_ms=120.0, ttft_ms=30.0, ts=ts or time.time())
@@ -99,7 +91,7 @@ async def test_models_table_and_start(manager: Manager, dash: Dashboard) -> None
 async def test_start_and_stop_buttons(manager: Manager, dash: Dashboard) -> None:
     """The per-row action and the batch action both reach the manager; the table follows."""
     tasks = dash.models.act("start", ["beta"])
-    await _until(lambda: manager.model_info("beta")["state"] != "stopped")
+    assert await wait_until_async(lambda: manager.model_info("beta")["state"] != "stopped", timeout=15)
     await dash.refresh_models()
     assert _states(dash)["beta"] in ("starting", "ready")
     await asyncio.gather(*tasks)
@@ -271,9 +263,9 @@ async def test_remote_source_against_a_running_server(manager: Manager) -> None:
         seen: list[tuple[str, str]] = []
         stop = d.source.watch_models(lambda info: seen.append((info["name"], info["state"])))
         try:
-            await _until(lambda: ("alpha", "stopped") in seen)  # the socket's snapshot: subscribed
+            assert await wait_until_async(lambda: ("alpha", "stopped") in seen, timeout=15)  # the socket's snapshot: subscribed
             await d.source.start("alpha")
-            await _until(lambda: ("alpha", "ready") in seen)
+            assert await wait_until_async(lambda: ("alpha", "ready") in seen, timeout=15)
             assert seen[-2:] == [("alpha", "starting"), ("alpha", "ready")]  # state changes pushed, in order
         finally:
             stop()

@@ -4,8 +4,7 @@ they change (``starting`` included), the loading line, one action per row, reada
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +13,7 @@ import pandas as pd
 import panel as pn
 import pytest
 from bokeh.models import CustomJSTickFormatter, HoverTool
-from helpers import config_doc, fake_model
+from helpers import config_doc, fake_model, wait_until_async
 from panel.models.tabulator import DataTabulator
 
 from llm_manager.config.parse import parse_config
@@ -50,14 +49,6 @@ def _states(d: Dashboard) -> dict[str, str]:
     return {m["name"]: m["state"] for m in d.models.models}
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait for a condition (polled), never for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def _tabulators(viewable: pn.viewable.Viewable) -> list[DataTabulator]:
     """The Bokeh models of every table in a view, as the browser receives them."""
     return list(pn.Column(viewable).get_root().select({"type": DataTabulator}))
@@ -76,8 +67,8 @@ async def test_loading_progress_shows_while_starting(tmp_path: Path) -> None:
         pane = d.models.loading._models[root.ref["id"]][0]
         children = list(root.children)
         task = asyncio.ensure_future(m.start_model("slow"))
-        await _until(lambda: m.model_info("slow")["state"] == "starting")
-        await _until(lambda: (m.model_info("slow")["start_elapsed_s"] or 0) > 0.5)
+        assert await wait_until_async(lambda: m.model_info("slow")["state"] == "starting", timeout=15)
+        assert await wait_until_async(lambda: (m.model_info("slow")["start_elapsed_s"] or 0) > 0.5, timeout=15)
         await d.refresh_models()
         assert _states(d)["slow"] == "starting"
         assert d.models.table.value.loc["slow", "loading %"] > 0
