@@ -43,4 +43,5 @@ def build(config: Config, data_dir: Path | str | None = None, with_store: bool =
     program = config.program
     store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
     accounting = Accounting(manager, store)
-    return Service(manager, accounting, Pipeline(manager, accounting, default_adapters()))
+    return Service(manager, accounting, Pipeline(manager, accounting,
+                                                      default_adapters(store, program.responses_retention_days, manager)))

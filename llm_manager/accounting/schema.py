@@ -83,6 +83,17 @@ class Budget(SQLModel, table=True):
     unit: str = "cost"  # "cost" | "tokens"
 
 
+class StoredResponse(SQLModel, table=True):
+    """A /v1/responses answer kept for ``previous_response_id`` and GET /v1/responses/{id} (``store: true``)."""
+
+    __tablename__ = "stored_response"
+    id: str = Field(primary_key=True)  # "resp_..."
+    created_at: float = Field(index=True)
+    model: str = ""
+    input: str = "[]"  # JSON list: the whole conversation's input items (previous responses' turns included)
+    response: str = "{}"  # JSON: the response object as the client got it (output and usage)
+
+
 _TABLES = [RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__, ApiKey.__table__,
            Budget.__table__]  # type: ignore[attr-defined]
 
@@ -104,7 +115,12 @@ def _m2_key_time_index(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_request_log_key_ts ON request_log (key_id, ts)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index]
+def _m3_stored_responses(conn: Connection) -> None:
+    """v3: stored Responses API answers (a new table: nothing to alter)."""
+    SQLModel.metadata.create_all(conn, tables=[StoredResponse.__table__])  # type: ignore[attr-defined]
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses]
 
 
 def schema_version(engine: Engine) -> int:

@@ -9,6 +9,7 @@ The SQLModel tables and their migrations are in ``schema.py`` (re-exported here)
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -30,11 +31,13 @@ from llm_manager.accounting.schema import (
     DeviceSample,
     ModelEvent,
     RequestLog,
+    StoredResponse,
     migrate,
     schema_version,
 )
 
-__all__ = ["EVENT_KINDS", "MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "UsageStore",
+__all__ = ["EVENT_KINDS", "MIGRATIONS", "ApiKey", "Budget", "DeviceSample", "ModelEvent", "RequestLog", "StoredResponse",
+           "UsageStore",
            "make_engine", "migrate", "schema_version"]
 
 log = logging.getLogger(__name__)
@@ -309,3 +312,30 @@ class UsageStore:
         t = Budget.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
             return conn.execute(t.delete().where(t.c.id == budget_id)).rowcount == 1
+
+    # ------------------------------------------------------------ stored Responses API answers
+
+    def save_response(self, rid: str, model: str, items: list[Any], response: dict[str, Any],
+                      retention_days: float = 30.0) -> None:
+        """Keep one answer (its whole input conversation and the response object); older ones past retention go.
+
+        Synchronous on purpose: a client may name it in ``previous_response_id`` the moment it has the answer."""
+        t = StoredResponse.__table__  # type: ignore[attr-defined]
+        now = time.time()
+        row = {"id": rid, "created_at": now, "model": model, "input": json.dumps(items),
+               "response": json.dumps(response)}
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where((t.c.created_at < now - retention_days * 86400) | (t.c.id == rid)))
+            conn.execute(insert(t), [row])
+
+    def load_response(self, rid: str) -> tuple[str, list[Any], dict[str, Any]] | None:
+        """(model, input items, response object) of a stored answer, or None."""
+        t = StoredResponse.__table__  # type: ignore[attr-defined]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.c.model, t.c.input, t.c.response).where(t.c.id == rid)).first()
+        return None if row is None else (row[0], json.loads(row[1]), json.loads(row[2]))
+
+    def delete_response(self, rid: str) -> bool:
+        t = StoredResponse.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            return conn.execute(t.delete().where(t.c.id == rid)).rowcount == 1

@@ -43,6 +43,7 @@ def api_patterns(service: Service) -> list[tuple]:
     routes: list[tuple] = [
         (r"/v1/models/?", ModelsHandler, m),
         (rf"/v1/models/{NAME}", ModelsHandler, m),
+        *responses_routes(service),  # GET/DELETE /v1/responses/{id}: ahead of the /v1 catch-all
         (r"/(v1/.+)", V1OtherHandler, m),  # POSTs are taken in before routing (intake.py)
         (r"/api/health", HealthHandler, m),
         (r"/api/info", InfoHandler, m),
@@ -58,7 +59,6 @@ def api_patterns(service: Service) -> list[tuple]:
         (r"/api/ws", EventSocket, m),
         *usage_routes(service),
         *ollama_routes(service),
-        *responses_routes(service),
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
         (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon|login|logout)(.*)", WebUIHandler),

@@ -40,6 +40,7 @@ PROGRAM_KEYS = {
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
+    "responses_retention_days",
 }
 SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url")
 
@@ -128,6 +129,7 @@ class ProgramConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback and ``host`` (DNS-rebinding guard)
     metrics_key: str | None = None  # a read-only key for /api/metrics (a scraper need not hold the admin key)
     header_timeout: float = 30.0  # seconds a connection may take to send a request's headers (or idle between)
+    responses_retention_days: float = 30.0  # stored /v1/responses answers older than this are deleted
 
     def __post_init__(self) -> None:
         """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
@@ -254,7 +256,7 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
         kw["cors_origins"] = _str_list(raw["cors_origins"], f"{p}.cors_origins")
     if "database_url" in raw:
         kw["database_url"] = _str(raw["database_url"], f"{p}.database_url")
-    for key in ("max_body_mb", "monitor_interval", "flush_interval"):
+    for key in ("max_body_mb", "monitor_interval", "flush_interval", "responses_retention_days"):
         if key in raw:
             kw[key] = _number(raw[key], f"{p}.{key}", 0.001)
     for key in ("admin_key", "metrics_key"):

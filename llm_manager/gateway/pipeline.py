@@ -135,14 +135,17 @@ class Pipeline:
         key = security.authorize(call.caller, name)
         model = self.manager.resolve(name)
         label = adapter.labels.get(op, op)
-        local = adapter.local(op, native, model.name)
+        speaks = adapter.name in model.protocols and op in adapter.native
+        local = None if speaks else adapter.local(op, native, model.name)  # the model's own answer first
         if local is not None:
             return Admitted("", native, model, key, False, call.raw, label, name, local=local)
-        if adapter.name in model.protocols and op in adapter.native:
-            endpoint, body, raw, translator = adapter.native[op], native, call.raw, None
+        if speaks:
+            endpoint, body = adapter.native[op], native
+            raw, translator = adapter.to_native(op, native, call.raw, model.name)
         else:
             endpoint, body = adapter.to_openai(op, native, model.name)
-            self._check_model(body, endpoint, model)
+            if endpoint not in adapter.auxiliary:
+                self._check_model(body, endpoint, model)
             check_fields(body)
             raw, translator = json.dumps(body).encode(), adapter.translator(op, native, model.name)
         security.check_budget(key, model.name)
@@ -220,9 +223,10 @@ class Pipeline:
         rec.error = out.error
         if out.first_byte is not None:
             rec.ttft_ms = (out.first_byte - call.started) * 1000
+        free = call.adapter is not None and call.adapter.paths.get(call.path) in call.adapter.free
         if out.prompt_tokens is not None:
             rec.prompt_tokens, rec.completion_tokens = out.prompt_tokens, out.completion_tokens or 0
-        elif out.status == 200 and admitted.model.mode in self.manager.config.program.token_tracker:
+        elif out.status == 200 and not free and admitted.model.mode in self.manager.config.program.token_tracker:
             rec.estimated = True
             rec.prompt_tokens = max(1, len(admitted.raw) // 4)
             rec.completion_tokens = out.stream_events if admitted.stream else max(0, out.text_chars // 4)

@@ -68,6 +68,7 @@ class Manager(DeviceSnapshotMixin):
         self.closers: list[Callable[[], Any]] = []  # blocking close functions run at shutdown, off the loop
         self.listen_port: int | None = None  # the port the HTTP server actually bound (set by the server)
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
+        self._keep_alive: dict[str, float] = {}  # model -> seconds a request asked it to stay loaded (this load)
         self.watcher = ConfigWatcher(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -289,6 +290,24 @@ class Manager(DeviceSnapshotMixin):
         """Validate and apply a new config document (the running one stays if it is invalid)."""
         return await self.watcher.apply_document(doc)
 
+    def keep_alive(self, name: str, seconds: float | None) -> None:
+        """How long a model stays loaded after its last request, for its current load (Ollama's ``keep_alive``):
+        0 stops it once idle, a negative number keeps it until stopped, None returns to the config's ttl."""
+        model = self.router.resolve(name).name
+        if seconds is None:
+            self._keep_alive.pop(model, None)
+        else:
+            self._keep_alive[model] = seconds
+
+    def idle_limit(self, name: str) -> float | None:
+        """Seconds after its last request that a ready model is stopped; None: it is never stopped for idling."""
+        model = self.router.resolve(name)
+        if model.name in self._keep_alive:
+            seconds = self._keep_alive[model.name]
+            return None if seconds < 0 else seconds
+        ttl = self.config.idle_ttl(model)
+        return ttl if ttl > 0 else None
+
     def health(self) -> dict[str, Any]:
         """``ok``, or ``degraded`` with one reason per problem a person should act on.
 
@@ -341,7 +360,7 @@ class Manager(DeviceSnapshotMixin):
     # ------------------------------------------------------------------ loops
 
     async def _idle_loop(self) -> None:
-        """Stop ready models idle longer than their ttl."""
+        """Stop ready models idle longer than their ttl (or the keep_alive a request set)."""
         while self._running:
             await asyncio.sleep(0.5)
             now = time.time()
@@ -350,9 +369,13 @@ class Manager(DeviceSnapshotMixin):
                     sup.pending_restart = False  # its config changed: the next request starts the new one
                     asyncio.ensure_future(sup.stop("config changed; restarts on the next request"))
                     continue
-                ttl = self.config.idle_ttl(sup.model)
-                if ttl > 0 and sup.state == State.READY and not sup.busy and now - sup.last_used > ttl:
-                    asyncio.ensure_future(sup.stop(f"idle for {now - sup.last_used:.0f} s (ttl {ttl:g} s)"))
+                if sup.state != State.READY:
+                    self._keep_alive.pop(sup.model.name, None)  # a keep_alive lasts one load
+                    continue
+                limit = self.idle_limit(sup.model.name)
+                if limit is not None and not sup.busy and now - sup.last_used >= limit:
+                    why = "keep_alive" if sup.model.name in self._keep_alive else "ttl"
+                    asyncio.ensure_future(sup.stop(f"idle for {now - sup.last_used:.0f} s ({why} {limit:g} s)"))
 
     async def _monitor_loop(self) -> None:
         interval = self.config.program.monitor_interval

@@ -34,6 +34,11 @@ class AnswerTranslator:
     def close(self) -> bytes:
         return b""
 
+    def failed(self, status: int, data: bytes) -> bytes | None:
+        """A 200 answer despite an upstream error (e.g. an estimate when an auxiliary endpoint is missing);
+        None: the error is told in the protocol's shape."""
+        return None
+
 
 class Adapter:
     """One client protocol. Subclasses fill in the class attributes and the translation methods."""
@@ -42,6 +47,8 @@ class Adapter:
     paths: Mapping[str, str] = {}  # request path (no leading slash) -> operation
     native: Mapping[str, str] = {}  # operation -> upstream path, when the model's server speaks the protocol
     labels: Mapping[str, str] = {}  # operation -> the usage rows' endpoint
+    auxiliary: frozenset[str] = frozenset()  # upstream paths no interface plugin lists (a tokenizer): not checked
+    free: frozenset[str] = frozenset()  # operations that generate nothing (counting tokens): no token estimate
 
     def model_of(self, op: str, body: dict[str, Any]) -> Any:
         return body.get("model")
@@ -61,6 +68,10 @@ class Adapter:
         """An error told in-band, once a streamed answer has started."""
         return b"data: " + self.error_body(exc) + b"\n\n"
 
+    def to_native(self, op: str, body: dict[str, Any], raw: bytes, model: str) -> tuple[bytes, AnswerTranslator | None]:
+        """The bytes relayed to a server that speaks the protocol, and what watches its answer (None: nothing)."""
+        return raw, None
+
     def local(self, op: str, body: dict[str, Any], model: str) -> bytes | None:
         """An answer the manager gives itself, without the model (e.g. counting tokens); None: ask the model."""
         return None
@@ -73,6 +84,7 @@ class TranslatingReply:
         self.inner = inner
         self.translator = translator
         self.adapter = adapter
+        self.streamed = False  # the answer went out as a stream (then close() ends it)
 
     @property
     def started(self) -> bool:
@@ -82,20 +94,23 @@ class TranslatingReply:
         if status != 200:  # an upstream error relayed as a stream: say it in the protocol's shape
             await self.inner.stream(status, "application/json", self.adapter.error_body(upstream_error(status, data)))
             return
+        self.streamed = True
         out = self.translator.feed(data) if data else b""
         if out or not self.inner.started:
             await self.inner.stream(status, self.translator.content_type, out)
 
     async def end(self) -> None:
         """Send what closes the stream (if the answer was a stream)."""
-        if self.inner.started:
+        if self.streamed:
             tail = self.translator.close()
             if tail:
                 await self.inner.stream(200, self.translator.content_type, tail)
 
     def whole(self, status: int, content_type: str, data: bytes) -> None:
-        if status == 200:
-            self.inner.whole(200, self.translator.whole_content_type, self.translator.whole(data))
+        instead = None if status == 200 else self.translator.failed(status, data)
+        if status == 200 or instead is not None:
+            answer = self.translator.whole(data) if instead is None else instead
+            self.inner.whole(200, self.translator.whole_content_type, answer)
         else:
             self.inner.whole(status, "application/json", self.adapter.error_body(upstream_error(status, data)))
 
