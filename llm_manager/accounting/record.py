@@ -28,6 +28,8 @@ class UsageRecord:
     cost: float = 0.0
     error: str | None = None
     ts: float = field(default_factory=time.time)
+    cached: bool = False  # answered from the response cache, not by the model
+    batch_id: str | None = None  # a line of this batch (the Batches API), not an interactive request
 
     @property
     def total_tokens(self) -> int:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, false, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
@@ -39,6 +39,8 @@ class RequestLog(SQLModel, table=True):
     total_ms: float = 0.0
     cost: float = 0.0
     error: str | None = None
+    cached: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    batch_id: str | None = Field(default=None, index=True)
 
 
 class ModelEvent(SQLModel, table=True):
@@ -120,7 +122,18 @@ def _m3_stored_responses(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[StoredResponse.__table__])  # type: ignore[attr-defined]
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses]
+def _m4_cached_and_batch(conn: Connection) -> None:
+    """v4: request rows say whether the cache answered them and which batch they belong to."""
+    columns = {c["name"] for c in inspect(conn).get_columns("request_log")}
+    if "cached" not in columns:
+        conn.execute(text("ALTER TABLE request_log ADD COLUMN cached BOOLEAN NOT NULL DEFAULT FALSE"))
+    if "batch_id" not in columns:
+        conn.execute(text("ALTER TABLE request_log ADD COLUMN batch_id VARCHAR"))
+        conn.execute(text("CREATE INDEX ix_request_log_batch_id ON request_log (batch_id)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
+                                                  _m4_cached_and_batch]
 
 
 def schema_version(engine: Engine) -> int:

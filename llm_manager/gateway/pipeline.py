@@ -39,6 +39,7 @@ class Call:
     caller: Caller
     started: float = field(default_factory=time.monotonic)
     adapter: Adapter | None = None  # the client protocol when it is not OpenAI's (Pipeline.adapter_for)
+    batch_id: str | None = None  # a line of this batch (Batches API): counted as such, served at low priority
 
 
 class Reply(Protocol):
@@ -160,7 +161,7 @@ class Pipeline:
             return UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=200, alias=admitted.alias)
         rec = UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=0,
                           alias=admitted.alias, key_id=admitted.key.id if admitted.key else None,
-                          client_ip=call.caller.ip, stream=admitted.stream)
+                          client_ip=call.caller.ip, stream=admitted.stream, batch_id=call.batch_id)
         out = Outcome()
         if admitted.translator is not None and call.adapter is not None:
             reply = TranslatingReply(reply, admitted.translator, call.adapter)
