@@ -120,5 +120,16 @@ class Client:
     def budgets(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/budgets")["budgets"]
 
+    # ------------------------------------------------------------------ batches
+
+    def batches(self, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """Batch objects, newest first (``GET /v1/batches``: this key's own, or all of them for the admin key)."""
+        params: dict[str, Any] = {"limit": limit, **({"after": after} if after else {})}
+        return self._call("GET", "/v1/batches", params=params)["data"]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancel a running batch; the answer is the batch object (``cancelling``, then ``cancelled``)."""
+        return self._call("POST", f"/v1/batches/{batch_id}/cancel", json={})
+
     def close(self) -> None:
         self.http.close()

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .accounting.batch_store import BatchStore
 from .accounting.layer import Accounting
 from .accounting.store import UsageStore
 from .config.parse import Config
+from .gateway.batch import BatchRunner
 from .gateway.pipeline import Pipeline
 from .gateway.protocols.registry import default_adapters
 from .runtime.manager import Manager
@@ -25,11 +27,14 @@ class Service:
     manager: Manager
     accounting: Accounting
     pipeline: Pipeline
+    batches: BatchRunner | None = None  # the Batches API (None: built without it)
 
     async def start(self) -> None:
         await self.manager.start()
+        await self.batches.start() if self.batches else None  # resume what a previous run left unfinished
 
     async def shutdown(self) -> None:
+        await self.batches.stop() if self.batches else None  # before the models go: lines in flight rerun later
         await self.manager.shutdown()
         await self.pipeline.close()
 
@@ -43,5 +48,6 @@ def build(config: Config, data_dir: Path | str | None = None, with_store: bool =
     program = config.program
     store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
     accounting = Accounting(manager, store)
-    return Service(manager, accounting, Pipeline(manager, accounting,
-                                                      default_adapters(store, program.responses_retention_days, manager)))
+    pipeline = Pipeline(manager, accounting, default_adapters(store, program.responses_retention_days, manager))
+    batch_store = BatchStore(store.engine, manager.data_dir / "files") if store is not None else None
+    return Service(manager, accounting, pipeline, BatchRunner(pipeline, batch_store))

@@ -76,10 +76,19 @@ def chromium_browser() -> Iterator[Any]:
             browser.close()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never the same one twice in this test process: the models of one config get their
+    ports before any of them binds, and the OS may hand the same free port out again."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def fake_model(mode: str = "Chat", *, memory: dict[str, int] | None = None, args: list[str] | None = None,

@@ -42,6 +42,8 @@ class Pricer:
         self.period = period_start(time.time())
         self.period_end = next_period_start(self.period)
         self.period_tokens: dict[str, int] = {}
+        self.default_discount = config.program.batch_discount  # batch lines' share off (Batches API)
+        self.batch_discount = {m.name: m.batch_discount for m in config.models.values() if m.batch_discount is not None}
 
     def load_totals(self, store: UsageStore) -> None:
         """Month-to-date tokens per model, so volume tiers survive restarts (blocking)."""
@@ -59,7 +61,8 @@ class Pricer:
         before = self.period_tokens.get(rec.model, 0)
         self.period_tokens[rec.model] = before + rec.total_tokens
         pricing = self.prices.get(rec.model)
-        return pricing.cost(rec.prompt_tokens, rec.completion_tokens, before) if pricing else 0.0
+        cost = pricing.cost(rec.prompt_tokens, rec.completion_tokens, before) if pricing else 0.0
+        return cost * (1.0 - self.batch_discount.get(rec.model, self.default_discount)) if rec.batch_id else cost
 
     def currency(self) -> str:
         return next((p.currency for p in self.prices.values() if p is not None), "USD")
@@ -91,7 +94,9 @@ class Accounting:
 
     def apply_config(self, new: Config) -> None:
         """After a config reload: new prices (month-to-date volume kept), keys, limits and budgets."""
-        self.pricer.prices = Pricer(new).prices
+        fresh = Pricer(new)
+        self.pricer.prices, self.pricer.batch_discount = fresh.prices, fresh.batch_discount
+        self.pricer.default_discount = fresh.default_discount
         old = {b.name: b for b in self.security.budgets}
         security = self._security(new)
         for b in security.budgets:
@@ -102,7 +107,7 @@ class Accounting:
     def finish(self, rec: UsageRecord) -> None:
         """Stamp, price and record one finished request (on the IOLoop, O(1))."""
         rec.ts = time.time()  # records are stamped when they finish (throughput windows rely on it)
-        rec.cost = self.pricer(rec)
+        rec.cost = 0.0 if rec.cached else self.pricer(rec)  # a cache hit costs nothing and adds no tier volume
         self.manager.record_usage(rec)
 
     def health(self, runtime: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,14 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("llm_time_to_first_token_seconds", "arrival to first byte of the answer", ["model"],
                               buckets=LATENCY_BUCKETS, registry=r)
+        self.cache_hits = Counter("llm_cache_hits", "requests answered by the response cache", ["model"], registry=r)
+        self.cache_misses = Counter("llm_cache_misses", "cacheable requests the response cache could not answer",
+                                    ["model"], registry=r)
+        self.cache_saved = Counter("llm_cache_tokens_saved", "tokens of the answers the response cache gave",
+                                   ["model"], registry=r)
         self.registry.register(ManagerCollector(manager))
+        self._cache_series(manager.config)
+        manager.config_hooks.append(self._cache_series)
 
         self._per_model: dict[str, tuple[Any, ...]] = {}  # labelled children, looked up once per model
         self._requests: dict[tuple[str, str, int], Any] = {}
@@ -75,15 +82,33 @@ class Metrics:
         if requests is None:
             requests = self._requests[key] = self.requests.labels(rec.model, rec.endpoint, str(rec.status))
         requests.inc()
-        if rec.prompt_tokens:
-            prompt.inc(rec.prompt_tokens)
-        if rec.completion_tokens:
-            completion.inc(rec.completion_tokens)
+        if rec.cached:  # no model worked for it: its tokens were saved, not spent
+            self.cache_hits.labels(rec.model).inc()
+            self.cache_saved.labels(rec.model).inc(rec.total_tokens)
+        else:
+            self._count_tokens(rec, prompt, completion)
         if rec.cost:
             cost.inc(rec.cost)
         latency.observe(rec.total_ms / 1000)
         if rec.ttft_ms is not None:
             ttft.observe(rec.ttft_ms / 1000)
+
+    @staticmethod
+    def _count_tokens(rec: UsageRecord, prompt: Any, completion: Any) -> None:
+        if rec.prompt_tokens:
+            prompt.inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            completion.inc(rec.completion_tokens)
+
+    def _cache_series(self, config: Any) -> None:
+        """Every model's cache counters from 0, so a scrape shows them before the first hit."""
+        for name in config.models:
+            for counter in (self.cache_hits, self.cache_misses, self.cache_saved):
+                counter.labels(name)
+
+    def cache_miss(self, model: str) -> None:
+        """A cacheable request the cache did not hold (hits are counted from their usage rows)."""
+        self.cache_misses.labels(model).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -96,6 +96,53 @@ class StoredResponse(SQLModel, table=True):
     response: str = "{}"  # JSON: the response object as the client got it (output and usage)
 
 
+class BatchFile(SQLModel, table=True):
+    """A file uploaded to /v1/files (or a batch's output/error file); its bytes are in data_dir/files/<id>."""
+
+    __tablename__ = "batch_file"
+    id: str = Field(primary_key=True)  # "file-..."
+    created_at: float = Field(index=True)
+    filename: str = ""
+    purpose: str = "batch"  # "batch" (uploaded) | "batch_output"
+    bytes: int = 0
+    key_id: str | None = Field(default=None, index=True)  # the owner; None on an open server
+
+
+class Batch(SQLModel, table=True):
+    """A Batches API job; its lines are ``BatchLine`` rows."""
+
+    __tablename__ = "batch"
+    id: str = Field(primary_key=True)  # "batch_..."
+    created_at: float = Field(index=True)
+    key_id: str | None = Field(default=None, index=True)  # the creating key: its lines run as it
+    endpoint: str = ""  # "/v1/chat/completions"
+    input_file_id: str = ""
+    completion_window: str = "24h"
+    expires_at: float = 0.0
+    status: str = Field(default="validating", index=True)
+    metadata_json: str = "null"
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors_json: str = "null"  # a whole-batch failure (no valid line)
+    times_json: str = "{}"  # in_progress_at, finalizing_at, completed_at, cancelling_at, ...
+    total: int = 0
+
+
+class BatchLine(SQLModel, table=True):
+    """One line of a batch's input: ``pending`` until its result line is committed (``done``)."""
+
+    __tablename__ = "batch_line"
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str = Field(index=True)
+    idx: int = 0  # line number in the input file
+    custom_id: str = ""
+    url: str = ""
+    request: str = "{}"  # the body, JSON
+    state: str = "pending"  # "pending" | "done"
+    ok: bool = False  # done with a 2xx answer (output file) rather than an error (error file)
+    result: str | None = None  # the output/error file line, JSON
+
+
 _TABLES = [RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__, ApiKey.__table__,
            Budget.__table__]  # type: ignore[attr-defined]
 
@@ -132,8 +179,14 @@ def _m4_cached_and_batch(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_request_log_batch_id ON request_log (batch_id)"))
 
 
+def _m5_batches(conn: Connection) -> None:
+    """v5: the Batches API's files, batches and per-line progress (new tables)."""
+    SQLModel.metadata.create_all(conn, tables=[BatchFile.__table__, Batch.__table__,  # type: ignore[attr-defined]
+                                               BatchLine.__table__])  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
-                                                  _m4_cached_and_batch]
+                                                  _m4_cached_and_batch, _m5_batches]
 
 
 def schema_version(engine: Engine) -> int:

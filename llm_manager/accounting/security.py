@@ -34,6 +34,7 @@ class Caller:
 
     token: str | None
     ip: str = ""
+    key_id: str | None = None  # an identity proven earlier (a batch's creator): stands in for the token
 
 
 def presented_key(authorization: str | None, x_api_key: str | None = None) -> str | None:
@@ -178,6 +179,8 @@ class Security:
 
     def authorize(self, caller: Caller, model: str | None) -> KeyInfo | None:
         """The caller's key (None on an open server); 401/403/429 otherwise."""
+        if caller.key_id is not None:
+            return self._authorize_proven(caller.key_id, model)
         ip = caller.ip
         self._limit(("ip", ip), self.ip_limits.get("rpm"), f"client {ip}")
         if not self.auth_required:
@@ -190,10 +193,7 @@ class Security:
         info = self.keys.get(hash_key(token))
         if info is None:
             raise AuthenticationError("invalid or revoked API key")
-        if model is not None and info.models:
-            allowed = {self._canonical(m) for m in info.models}
-            if self._canonical(model) not in allowed:
-                raise PermissionDenied(f"key {info.name} may not use model {model}; allowed: {', '.join(info.models)}")
+        self._check_scope(info, model)
         self._limit(("key", info.id), info.rpm or self.key_limits.get("rpm"), f"key {info.name}")
         tpm = info.tpm or self.key_limits.get("tpm")
         if tpm:
@@ -202,6 +202,23 @@ class Security:
                 raise RateLimited(f"key {info.name} is over its {tpm:g} tokens/minute limit",
                                   headers={"Retry-After": str(int(wait) + 1)})
         return info
+
+    def _authorize_proven(self, key_id: str, model: str | None) -> KeyInfo | None:
+        """An identity proven earlier (a batch line runs as the key that created the batch; "" for none): its
+        revocation and model list apply, per-request rate limits do not (such work queues at low priority)."""
+        if not self.auth_required:
+            return None
+        info = self.key_by_id(key_id) if key_id else None
+        if info is None:
+            raise AuthenticationError("the API key behind this work was revoked (or it was created without one)")
+        self._check_scope(info, model)
+        return info
+
+    def _check_scope(self, info: KeyInfo, model: str | None) -> None:
+        if model is not None and info.models:
+            allowed = {self._canonical(m) for m in info.models}
+            if self._canonical(model) not in allowed:
+                raise PermissionDenied(f"key {info.name} may not use model {model}; allowed: {', '.join(info.models)}")
 
     def _canonical(self, name: str) -> str:
         if self.resolve is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..service import Service
 from .base import NotFoundHandler
+from .batches import batch_routes
 from .events import EventSocket
 from .guard import RequestGuard, redact_uri
 from .intake import install
@@ -44,6 +45,7 @@ def api_patterns(service: Service) -> list[tuple]:
         (r"/v1/models/?", ModelsHandler, m),
         (rf"/v1/models/{NAME}", ModelsHandler, m),
         *responses_routes(service),  # GET/DELETE /v1/responses/{id}: ahead of the /v1 catch-all
+        *batch_routes(service),  # /v1/files, /v1/batches: likewise
         (r"/(v1/.+)", V1OtherHandler, m),  # POSTs are taken in before routing (intake.py)
         (r"/api/health", HealthHandler, m),
         (r"/api/info", InfoHandler, m),

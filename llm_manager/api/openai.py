@@ -79,8 +79,8 @@ class V1OtherHandler(BaseHandler):
 
 
 def route_v1(pipeline: Pipeline) -> Callable[[httputil.RequestStartLine], Callable[..., Exchange] | None]:
-    """The intake's route: every ``POST /v1/...`` but ``/v1/models`` becomes a ``ProxyExchange``, and so does a
-    POST to a plugin's endpoint alias outside /v1 (``/v2/rerank``)."""
+    """The intake's route: every ``POST /v1/...`` but ``/v1/models``, ``/v1/files`` and ``/v1/batches`` (handlers)
+    becomes a ``ProxyExchange``, and so does a POST to a plugin's endpoint alias outside /v1 (``/v2/rerank``)."""
     program = pipeline.manager.config.program
 
     def make(connection: httputil.HTTPConnection) -> Exchange:
@@ -91,7 +91,7 @@ def route_v1(pipeline: Pipeline) -> Callable[[httputil.RequestStartLine], Callab
             return None
         path = start_line.path
         if path.startswith("/v1/"):
-            return None if path.startswith("/v1/models") else make
+            return None if path.startswith(("/v1/models", "/v1/files", "/v1/batches")) else make
         bare = path.partition("?")[0].strip("/")
         return make if bare in pipeline.served() or pipeline.adapter_for(bare) is not None else None
 
@@ -106,6 +106,7 @@ class ProxyExchange(Exchange):
         self.pipeline = pipeline
         self.t0 = time.monotonic()
         self.adapter: Adapter | None = None
+        self.extra: dict[str, str] = {}  # headers the pipeline adds to the answer (X-LLM-Manager-Cache)
 
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> None:
@@ -127,7 +128,8 @@ class ProxyExchange(Exchange):
             raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
         assert self.request is not None
         path = self.path.strip("/")
-        call = Call(path, raw, caller_of(self.request), self.t0, self.adapter)
+        call = Call(path, raw, caller_of(self.request), self.t0, self.adapter,
+                    no_cache="no-cache" in self.request.headers.get("Cache-Control", "").lower())
         await self.pipeline.handle(call, self)
         self.end()
 
@@ -146,9 +148,16 @@ class ProxyExchange(Exchange):
                 await self.write(data)
             else:  # a stream: its head goes out with its first event, in one packet
                 await self.start(status, {"Content-Type": content_type, "Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"}, data, streaming=True)
+                                          "X-Accel-Buffering": "no", **self.extra}, data, streaming=True)
         except tornado.iostream.StreamClosedError:
             raise asyncio.CancelledError() from None
 
     def whole(self, status: int, content_type: str, data: bytes) -> None:
-        self.send_whole(status, content_type, data)
+        if not self.extra:
+            self.send_whole(status, content_type, data)
+            return
+        self.start(status, {"Content-Type": content_type, "Content-Length": str(len(data)), **self.extra}, data)
+        self.end()
+
+    def header(self, name: str, value: str) -> None:
+        self.extra[name] = value

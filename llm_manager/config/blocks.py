@@ -153,3 +153,29 @@ def parse_protocols(raw: Any, launchers: tuple[str, ...], path: str) -> tuple[st
     if "openai" not in raw:
         raise ConfigError(path, "expected \"openai\" among them (the manager speaks chat completions to every model)")
     return tuple(raw)
+
+
+def parse_batch_settings(raw: dict[str, Any], path: str) -> dict[str, float]:
+    """``batch_share`` (0 < x <= 1) and ``batch_discount`` (0 <= x <= 1) of a program or model block."""
+    out: dict[str, float] = {}
+    for key, low in (("batch_share", 0.0), ("batch_discount", -1e-9)):
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v <= 1:
+                raise ConfigError(f"{path}.{key}", "expected a number " + ("in (0, 1]" if low == 0 else "in [0, 1]"))
+            out[key] = float(v)
+    return out
+
+
+def parse_cache_settings(raw: dict[str, Any], path: str, program: bool) -> dict[str, Any]:
+    """The response cache's keys: ``cache_mb`` (>= 0, 0 turns the cache off) in the program block, ``cache``
+    (true or false; unset: on for Embedding and Reranker models) in a model block."""
+    key = "cache_mb" if program else "cache"
+    if key not in raw:
+        return {}
+    v = raw[key]
+    if program and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+        raise ConfigError(f"{path}.{key}", "expected a number >= 0 (MB; 0 turns the response cache off)")
+    if not program and not isinstance(v, bool):
+        raise ConfigError(f"{path}.{key}", "expected true or false")
+    return {key: float(v) if program else v}

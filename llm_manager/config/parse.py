@@ -19,7 +19,9 @@ from .blocks import (
     BudgetSpec,
     ConfigKey,
     RateLimits,
+    parse_batch_settings,
     parse_budgets,
+    parse_cache_settings,
     parse_config_keys,
     parse_protocols,
     parse_rate_limits,
@@ -32,7 +34,7 @@ DEFAULT_START_TIMEOUT = 300.0
 MODEL_KEYS = {
     "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
     "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
-    "protocols",
+    "protocols", "batch_share", "batch_discount", "cache",
 }
 PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd"}
 PROGRAM_KEYS = {
@@ -40,7 +42,7 @@ PROGRAM_KEYS = {
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
-    "responses_retention_days",
+    "responses_retention_days", "batch_share", "batch_discount", "cache_mb",
 }
 SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url")
 
@@ -88,6 +90,9 @@ class ModelConfig:
     pricing: Pricing | None = None  # parsed by _model with usage/pricing.py; None: the model is free
     description: str = ""
     protocols: tuple[str, ...] = ("openai",)  # what its server speaks natively (config_blocks.parse_protocols)
+    batch_share: float | None = None  # None: program.batch_share (Batches API lines' share of max_concurrency)
+    batch_discount: float | None = None  # None: program.batch_discount (fraction off batch lines' price)
+    cache: bool | None = None  # response cache; None: on for Embedding and Reranker, off otherwise (gateway/cache)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -130,6 +135,9 @@ class ProgramConfig:
     metrics_key: str | None = None  # a read-only key for /api/metrics (a scraper need not hold the admin key)
     header_timeout: float = 30.0  # seconds a connection may take to send a request's headers (or idle between)
     responses_retention_days: float = 30.0  # stored /v1/responses answers older than this are deleted
+    batch_share: float = 0.5  # at most this share of a model's max_concurrency serves batch lines
+    batch_discount: float = 0.0  # fraction taken off batch lines' price (0.5: half price)
+    cache_mb: float = 64.0  # the response cache's memory bound (MiB of answers); 0 turns it off
 
     def __post_init__(self) -> None:
         """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
@@ -264,6 +272,8 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
             kw[key] = _str(raw[key], f"{p}.{key}")
     if "allowed_hosts" in raw:
         kw["allowed_hosts"] = _str_list(raw["allowed_hosts"], f"{p}.allowed_hosts")
+    kw.update(parse_batch_settings(raw, p))
+    kw.update(parse_cache_settings(raw, p, program=True))
     if "header_timeout" in raw:
         kw["header_timeout"] = _number(raw["header_timeout"], f"{p}.header_timeout", 0.1)
     for key in ("api_keys", "budgets", "rate_limits"):  # JSON forms: ProgramConfig parses them
@@ -361,6 +371,8 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
         description=str(raw.get("description", "")),
         protocols=parse_protocols(raw.get("protocols"), tuple(" ".join(pr.command or ()) + (pr.bat_path or "")
                                                               for pr in profiles), f"{p}.protocols"),
+        **parse_batch_settings(raw, p),
+        **parse_cache_settings(raw, p, program=False),
     )
 
 

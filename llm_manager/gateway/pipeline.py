@@ -17,9 +17,10 @@ from typing import Any, Protocol
 from ..accounting.layer import Accounting
 from ..accounting.record import UsageRecord
 from ..accounting.security import Caller, KeyInfo
-from ..config.parse import ModelConfig
+from ..config.parse import Config, ModelConfig
 from ..errors import BadRequest, LLMManagerError, NotFound
 from ..runtime.manager import Manager
+from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
 from .protocols.base import Adapter, AnswerTranslator, TranslatingReply
 from .relay import Outcome, forward, prepare_stream_body
 from .upstream import make_client
@@ -28,6 +29,7 @@ from .validation import EndpointTable, check_fields, json_object, shown
 log = logging.getLogger(__name__)
 
 STREAMABLE = frozenset({"v1/chat/completions", "v1/completions"})
+CACHE_HEADER = "X-LLM-Manager-Cache"  # hit | miss | bypass, on answers to cacheable requests
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     adapter: Adapter | None = None  # the client protocol when it is not OpenAI's (Pipeline.adapter_for)
     batch_id: str | None = None  # a line of this batch (Batches API): counted as such, served at low priority
+    no_cache: bool = False  # the client asked for a fresh answer (Cache-Control: no-cache); it is still stored
 
 
 class Reply(Protocol):
@@ -52,6 +55,9 @@ class Reply(Protocol):
     async def stream(self, status: int, content_type: str, data: bytes) -> None: ...
 
     def whole(self, status: int, content_type: str, data: bytes) -> None: ...
+
+    def header(self, name: str, value: str) -> None:
+        """Add a header to the answer (only before it started)."""
 
 
 @dataclass
@@ -79,9 +85,16 @@ class Pipeline:
         self.endpoints = EndpointTable()
         self.adapters = {path: a for a in adapters for path in a.paths}  # path -> its protocol's adapter
         self.http = make_client()  # one pooled client to every upstream; closed by close()
+        self.cache = ResponseCache(int(manager.config.program.cache_mb * MIB))
+        manager.config_hooks.append(self._config_changed)
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    def _config_changed(self, new: Config) -> None:
+        """A reload: the cache takes its new bound and frees the answers of changed or removed models."""
+        self.cache.resize(int(new.program.cache_mb * MIB))
+        self.cache.retain(new.models)
 
     def adapter_for(self, path: str) -> Adapter | None:
         return self.adapters.get(path)
@@ -162,11 +175,19 @@ class Pipeline:
         rec = UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=0,
                           alias=admitted.alias, key_id=admitted.key.id if admitted.key else None,
                           client_ip=call.caller.ip, stream=admitted.stream, batch_id=call.batch_id)
+        key = self._cache_key(call, admitted)
+        if key is not None:
+            entry = None if call.no_cache else self.cache.get(key)
+            reply.header(CACHE_HEADER, "hit" if entry else "bypass" if call.no_cache else "miss")
+            if entry is not None:
+                return await self._replay(call, entry, reply, rec)
+            if not call.no_cache:
+                self.accounting.metrics.cache_miss(admitted.model.name)
         out = Outcome()
         if admitted.translator is not None and call.adapter is not None:
             reply = TranslatingReply(reply, admitted.translator, call.adapter)
         try:
-            await self._serve(call, admitted, reply, rec, out)
+            await self._serve(call, admitted, reply, rec, out, key)
             if isinstance(reply, TranslatingReply):
                 await reply.end()
         except LLMManagerError as exc:
@@ -192,22 +213,26 @@ class Pipeline:
             self.accounting.finish(rec)
         return rec
 
-    async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome) -> None:
+    async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
+                     key: str | None) -> None:
         model, endpoint = admitted.model, admitted.endpoint
         tracked = model.mode in self.manager.config.program.token_tracker
         content, hide_usage = admitted.raw, False
         if admitted.stream and tracked and endpoint in STREAMABLE:
             content, wanted = prepare_stream_body(admitted.body, admitted.raw)
             hide_usage = not wanted and admitted.translator is None  # a translator reads the usage chunk itself
-        async with self.manager.lease(model.name) as (sup, timings):
+        async with self.manager.lease(model.name, low_priority=call.batch_id is not None) as (sup, timings):
             rec.start_ms, rec.queue_ms = timings["start_ms"], timings["queue_ms"]
             head: list[Any] = [200, "application/json"]
+            sent: list[bytes] | None = [] if key is not None and admitted.stream else None  # kept for the cache
 
             def on_headers(status: int, ctype: str) -> None:
                 head[:] = [status, ctype]
 
             async def write(data: bytes) -> None:
                 await reply.stream(head[0], head[1], data)
+                if sent is not None:
+                    sent.append(data)
 
             await forward(self.http, f"http://127.0.0.1:{sup.model.port}/{endpoint}", content,
                           admitted.stream, model.request_timeout, on_headers, write, hide_usage, out,
@@ -217,6 +242,38 @@ class Pipeline:
             elif not reply.started:  # a stream that sent no event at all
                 await reply.stream(head[0], head[1], b"")
         self._account(rec, out, call, admitted)
+        if key is not None and out.status == 200 and (out.body is not None or out.done):
+            data = out.body if out.body is not None else b"".join(sent or ())
+            self.cache.put(key, Entry(admitted.model.name, self.cache.version(admitted.model), head[1], data,
+                                      out.body is None, rec.prompt_tokens, rec.completion_tokens))
+
+    def _cache_key(self, call: Call, admitted: Admitted) -> str | None:
+        """The response cache's key for this call; None when its answer is not cached (or the cache is off).
+        Other protocols' calls are not cached: their answers are translated, some stored (Responses)."""
+        if call.adapter is not None or self.cache.max_bytes <= 0:
+            return None
+        if not cacheable(admitted.model, admitted.endpoint, admitted.body):
+            return None
+        return cache_key(self.cache.version(admitted.model), admitted.endpoint, admitted.body,
+                         admitted.key.id if admitted.key else None)
+
+    async def _replay(self, call: Call, entry: Entry, reply: Reply, rec: UsageRecord) -> UsageRecord:
+        """A cache hit: the stored answer as it was first sent (a stream as a stream), no model touched.
+        Its row has the answer's tokens and costs nothing (``Accounting.finish`` prices cached rows at 0)."""
+        rec.status, rec.cached = 200, True
+        rec.prompt_tokens, rec.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+        try:
+            if entry.stream:
+                await reply.stream(200, entry.content_type, entry.data)
+            else:
+                reply.whole(200, entry.content_type, entry.data)
+        except asyncio.CancelledError:
+            rec.status, rec.error = 499, "client closed the connection"
+            raise
+        finally:
+            rec.ttft_ms = rec.total_ms = (time.monotonic() - call.started) * 1000
+            self.accounting.finish(rec)
+        return rec
 
     def _account(self, rec: UsageRecord, out: Outcome, call: Call, admitted: Admitted) -> None:
         """Fill the usage record from what the relay saw; estimate tokens when the upstream gave none."""

@@ -18,6 +18,7 @@ from panel.io.state import set_curdoc
 
 from .source import Source, make_source
 from .views.base import STATE_COLORS
+from .views.batches import BatchesView
 from .views.config import ConfigView
 from .views.cost import CostView
 from .views.devices import DevicesView
@@ -26,7 +27,7 @@ from .views.models import ModelsView
 from .views.planner import PlannerView
 from .views.throughput import ThroughputView
 
-TABS = ("Models", "Devices", "Throughput & latency", "Cost", "Logs", "Config")
+TABS = ("Models", "Devices", "Throughput & latency", "Cost", "Batches", "Logs", "Config")
 COST_MIN_INTERVAL_S = 10.0
 
 
@@ -40,6 +41,7 @@ class Dashboard:
         self.devices = DevicesView(self.source)
         self.throughput = ThroughputView(self.source)
         self.cost = CostView(self.source)
+        self.batches = BatchesView(self.source)
         self.logs = LogsView(self.source)
         self.config = ConfigView(self.source)
         self.status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
@@ -48,7 +50,7 @@ class Dashboard:
                                 pn.Row(self.planner.panel, self.models.events_panel, sizing_mode="stretch_width"),
                                 sizing_mode="stretch_width")),
             (TABS[1], self.devices.panel), (TABS[2], self.throughput.panel), (TABS[3], self.cost.panel),
-            (TABS[4], self.logs.panel), (TABS[5], self.config.panel),
+            (TABS[4], self.batches.panel), (TABS[5], self.logs.panel), (TABS[6], self.config.panel),
             sizing_mode="stretch_width", dynamic=True)  # hidden tabs send nothing to the browser
         self.tabs.param.watch(self._on_tab, "active")
         self.callbacks: list[Any] = []
@@ -113,6 +115,7 @@ class Dashboard:
         await self.throughput.refresh()
         if cost:
             await self.refresh_cost(force=True)
+        await self.batches.refresh()
         await self.logs.refresh()
         await self.config.refresh()
 
@@ -126,6 +129,10 @@ class Dashboard:
         if self._active("Cost"):
             await self.refresh_cost(wait=False)
 
+    async def _tick_batches(self) -> None:
+        if self._active("Batches"):
+            await self.batches.tick()
+
     async def _tick_logs(self) -> None:
         if self._active("Logs"):
             await self.logs.tick()
@@ -133,6 +140,8 @@ class Dashboard:
     async def _on_tab(self, _event: Any) -> None:
         if self._active("Cost"):  # at once the first time; then as often as the 10 s rule allows
             await self.refresh_cost()
+        elif self._active("Batches"):
+            await self.batches.refresh()
         elif self._active("Logs"):
             await self.logs.refresh()
 
@@ -146,6 +155,7 @@ class Dashboard:
             add(self.devices.tick, period=self.devices.period_ms),
             add(self.throughput.tick, period=1000),
             add(self._tick_cost, period=int(COST_MIN_INTERVAL_S * 1000)),
+            add(self._tick_batches, period=1000),
             add(self._tick_logs, period=1000),
         ]
         self.watch(pn.state.curdoc)

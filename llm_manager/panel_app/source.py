@@ -18,8 +18,10 @@ from typing import Any
 import pandas as pd
 
 from ..accounting.layer import Accounting
-from ..client import Client
+from ..client import Client, ClientError
 from ..config.parse import redact
+from ..errors import NotFound
+from ..gateway.batch import BatchRunner
 from ..runtime.manager import Manager
 from ..service import Service
 from .frames import (
@@ -57,10 +59,11 @@ def monthly_budget(budgets: Iterable[Any]) -> float | None:
 class LocalSource:
     """The Manager in this process: sync snapshots and the Manager's own async actions."""
 
-    def __init__(self, manager: Manager, accounting: Accounting | None = None):
+    def __init__(self, manager: Manager, accounting: Accounting | None = None, runner: BatchRunner | None = None):
         self.manager = manager
         self.accounting = accounting  # None: a bare Manager (tests); usage then comes from the recent requests
         self.store = accounting.store if accounting is not None else None
+        self.runner = runner  # the Batches API's runner (None: a manager without it)
         self.device_interval = float(manager.config.program.monitor_interval)
 
     @property
@@ -138,6 +141,17 @@ class LocalSource:
         if self.accounting is not None:
             return monthly_budget(self.accounting.security.budget_status())
         return monthly_budget(list(self.manager.config.program.budgets))
+
+    async def batches(self, limit: int = 100) -> list[dict[str, Any]] | None:
+        """The newest batches (OpenAI Batch objects), newest first; None without a Batches API."""
+        if self.runner is None or self.runner.store is None:
+            return None
+        return await asyncio.to_thread(self.runner.store.batches, None, True, None, limit)
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        if self.runner is None:
+            raise NotFound("this manager has no Batches API")
+        return await self.runner.cancel(batch_id)
 
 
 class RemoteSource:
@@ -250,6 +264,18 @@ class RemoteSource:
         config = self._config if self._config is not None else await self.config()
         return monthly_budget((config.get("program") or {}).get("budgets") or [])
 
+    async def batches(self, limit: int = 100) -> list[dict[str, Any]] | None:
+        """``GET /v1/batches`` with the client's key; None when the server has no Batches API."""
+        try:
+            return await asyncio.to_thread(self.client.batches, limit)
+        except ClientError as exc:
+            if getattr(exc, "status", 0) in (404, 405):
+                return None
+            raise
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.cancel_batch, batch_id)
+
 
 Source = LocalSource | RemoteSource
 
@@ -261,5 +287,5 @@ def make_source(obj: Service | Manager | Client | Source) -> Source:
     if isinstance(obj, Client):
         return RemoteSource(obj)
     if isinstance(obj, Service):
-        return LocalSource(obj.manager, obj.accounting)
+        return LocalSource(obj.manager, obj.accounting, obj.batches)
     return LocalSource(obj)

@@ -244,8 +244,9 @@ class Manager(DeviceSnapshotMixin):
                 raise
 
     @contextlib.asynccontextmanager
-    async def lease(self, name: str) -> AsyncIterator[tuple[Supervisor, dict[str, float]]]:
-        """Hold a ready model for one request: start it if cold, wait for a concurrency slot."""
+    async def lease(self, name: str, low_priority: bool = False) -> AsyncIterator[tuple[Supervisor, dict[str, float]]]:
+        """Hold a ready model for one request: start it if cold, wait for a concurrency slot (``low_priority``:
+        a batch line, behind every interactive request and within the model's ``batch_share``)."""
         sup = self.supervisors[self.router.resolve(name).name]
         timings = {"start_ms": 0.0, "queue_ms": 0.0}
         t0 = time.monotonic()
@@ -256,7 +257,9 @@ class Manager(DeviceSnapshotMixin):
             sup.waiting_start -= 1
         t1 = time.monotonic()
         timings["start_ms"] = (t1 - t0) * 1000
-        await sup.gate.acquire(sup.model.name)
+        share = sup.model.batch_share
+        sup.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
+        await sup.gate.acquire(sup.model.name, low_priority)
         timings["queue_ms"] = (time.monotonic() - t1) * 1000
         try:
             if sup.state != State.READY:  # stopped while we queued
@@ -264,7 +267,7 @@ class Manager(DeviceSnapshotMixin):
             yield sup, timings
         finally:
             sup.last_used = time.time()
-            sup.gate.release()
+            sup.gate.release(low_priority)
 
     # ------------------------------------------------------------------ public control surface
 

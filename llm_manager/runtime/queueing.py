@@ -1,4 +1,9 @@
-"""Per-model concurrency: at most ``limit`` requests in flight, the rest wait in a bounded FIFO queue."""
+"""Per-model concurrency: at most ``limit`` requests in flight, the rest wait in a bounded FIFO queue.
+
+Batch lines (``low=True``) wait in a queue of their own: they get a free slot only when no interactive request
+waits, and hold at most ``share`` of ``limit`` slots, so an interactive request waits behind at most one batch
+line per slot it could have had.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,45 @@ from ..errors import QueueFull, RateLimited
 
 
 class Gate:
-    def __init__(self, limit: int | None, max_queue: int, timeout: float):
+    def __init__(self, limit: int | None, max_queue: int, timeout: float, share: float = 0.5):
         self.limit = limit
         self.max_queue = max_queue
         self.timeout = timeout
+        self.share = share  # batch lines' share of ``limit`` (at least one slot)
         self.in_flight = 0
+        self.low_in_flight = 0
         self._waiters: deque[asyncio.Future] = deque()
+        self._low: deque[asyncio.Future] = deque()
 
     @property
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self, model: str) -> None:
+    @property
+    def low_queued(self) -> int:
+        return len(self._low)
+
+    @property
+    def low_limit(self) -> int | None:
+        return None if self.limit is None else max(1, int(self.limit * self.share))
+
+    def _room(self) -> bool:
+        return self.limit is None or self.in_flight < self.limit
+
+    def _low_room(self) -> bool:
+        low = self.low_limit
+        return not self._waiters and self._room() and (low is None or self.low_in_flight < low)
+
+    async def acquire(self, model: str, low: bool = False) -> None:
+        """Take a slot; ``low``: a batch line, which queues behind every interactive request (and never times
+        out here: its batch's completion window bounds it)."""
+        if low:
+            if not self._low and self._low_room():
+                self.in_flight += 1
+                self.low_in_flight += 1
+                return
+            await self._wait(self._low, model, low=True)
+            return
         if self.limit is None or (self.in_flight < self.limit and not self._waiters):
             self.in_flight += 1
             return
@@ -28,42 +60,59 @@ class Gate:
             raise QueueFull(f"model {model}: {self.in_flight} requests in flight and {len(self._waiters)} queued "
                             f"(max_concurrency {self.limit}, max_queue {self.max_queue}); retry later",
                             headers={"Retry-After": "1"})
+        await self._wait(self._waiters, model, low=False)
+
+    async def _wait(self, queue: deque[asyncio.Future], model: str, low: bool) -> None:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-        self._waiters.append(fut)
-        timer = loop.call_later(self.timeout, self._expire, fut, model)
+        queue.append(fut)
+        timer = None if low else loop.call_later(self.timeout, self._expire, fut, model)
         try:
             await fut  # not wait_for: on 3.10/3.11 it swallows a cancellation that races the hand-over
         except asyncio.CancelledError:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
+            if fut in queue:
+                queue.remove(fut)
             elif fut.done() and not fut.cancelled() and fut.exception() is None:
-                self.release()  # the slot was handed to us just as we were cancelled: pass it on
+                self.release(low)  # the slot was handed to us just as we were cancelled: pass it on
             raise
         finally:
-            timer.cancel()
-        # the releaser already counted us in flight
+            if timer is not None:
+                timer.cancel()
+        # the waker already counted us in flight
 
     def _expire(self, fut: asyncio.Future, model: str) -> None:
         if not fut.done():
             self._waiters.remove(fut)
             fut.set_exception(RateLimited(f"model {model}: waited {self.timeout:g} s in the queue",
                                           headers={"Retry-After": "1"}))
+            self._wake()  # a batch line may have waited only behind this request
 
-    def set_limits(self, limit: int | None, max_queue: int, timeout: float) -> None:
+    def set_limits(self, limit: int | None, max_queue: int, timeout: float, share: float | None = None) -> None:
         """New limits (a config reload): a raised ``limit`` admits waiters at once, not on the next release."""
         self.limit, self.max_queue, self.timeout = limit, max_queue, timeout
-        while self._waiters and (self.limit is None or self.in_flight < self.limit):
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self.in_flight += 1
-                fut.set_result(None)
+        if share is not None:
+            self.share = share
+        self._wake()
 
-    def release(self) -> None:
-        if self.limit is None or self.in_flight <= self.limit:  # over a lowered limit: the slot is not handed on
-            while self._waiters:
+    def release(self, low: bool = False) -> None:
+        self.in_flight -= 1
+        if low:
+            self.low_in_flight -= 1
+        self._wake()  # over a lowered limit: the slot is not handed on
+
+    def _wake(self) -> None:
+        """Hand free slots on: interactive waiters first, then batch lines within their share."""
+        while self._room():
+            if self._waiters:
                 fut = self._waiters.popleft()
                 if not fut.done():
-                    fut.set_result(None)  # hand the slot over: in_flight stays the same
-                    return
-        self.in_flight -= 1
+                    self.in_flight += 1
+                    fut.set_result(None)
+            elif self._low and self._low_room():
+                fut = self._low.popleft()
+                if not fut.done():
+                    self.in_flight += 1
+                    self.low_in_flight += 1
+                    fut.set_result(None)
+            else:
+                return

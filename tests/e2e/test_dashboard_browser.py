@@ -176,6 +176,9 @@ def test_start_a_model_from_the_dashboard(server: ManagerProcess, page: object) 
     assert page.evaluate(FORMAT_TICKS, [0, 0.5, 1]) == ["$0.00", "$0.50", "$1.00"]
     _shot(page, "dashboard-cost.png")
 
+    _tab(page, "Batches").click()  # no batches yet: the tab renders its summary line and table
+    expect(page.get_by_text("0 batches, 0 in progress", exact=False)).to_be_visible(timeout=10_000)
+
     _tab(page, "Logs").click()  # the selector names the model whose lines are shown
     select = page.locator("select").first
     expect(select).not_to_have_value("", timeout=10_000)

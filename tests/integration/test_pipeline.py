@@ -27,6 +27,7 @@ class MemoryReply:
         self.content_type = ""
         self.pieces: list[bytes] = []
         self.whole_body: bytes | None = None
+        self.headers: dict[str, str] = {}
 
     @property
     def started(self) -> bool:
@@ -38,6 +39,9 @@ class MemoryReply:
 
     def whole(self, status: int, content_type: str, data: bytes) -> None:
         self.status, self.content_type, self.whole_body = status, content_type, data
+
+    def header(self, name: str, value: str) -> None:
+        self.headers[name] = value
 
 
 @pytest.fixture

@@ -278,7 +278,8 @@ def test_migration_v1_to_v2_keeps_rows(url: str | None, tmp_path: Path) -> None:
     assert "ix_request_log_key_ts" not in names
     engine.dispose()
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
-        assert s.version == len(MIGRATIONS) == 4 and schema_version(s.engine) == 4
+        assert s.version == len(MIGRATIONS) == 5 and schema_version(s.engine) == 5
+        assert {"batch", "batch_line", "batch_file"} <= set(inspect(s.engine).get_table_names())  # v5
         df = s.requests_frame()
         assert df["model"].tolist() == ["old"] and df["total_tokens"].tolist() == [7]
         with s.engine.connect() as conn:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...errors import BadRequest, LLMManagerError
 from .anthropic_stream import CountTranslator, MessageTranslator
-from .base import Adapter, AnswerTranslator
+from .base import Adapter, AnswerTranslator, chat_text
 
 # our status -> Anthropic's error type (the status itself stays ours)
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -205,15 +205,7 @@ def to_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
 
 def count_text(body: dict[str, Any]) -> str:
     """What a model reads of a count_tokens request, as text: each turn with its role, then the tools."""
-    lines = []
-    for message in chat_messages(body):
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
-        lines.append(f"{message['role']}: {content or ''}")
-        lines.extend(json.dumps(call["function"]) for call in message.get("tool_calls", ()))
-    lines.extend(json.dumps(tool["function"]) for tool in chat_tools(body.get("tools")))
-    return "\n".join(lines)
+    return chat_text({"messages": chat_messages(body), "tools": chat_tools(body.get("tools"))})
 
 
 class AnthropicAdapter(Adapter):

@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any
 
-from .base import AnswerTranslator
+from .base import AnswerTranslator, TokenizeCount
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
@@ -182,24 +182,8 @@ class MessageTranslator(AnswerTranslator):
         return b"".join(out)
 
 
-class CountTranslator(AnswerTranslator):
-    """count_tokens from the model server's ``/tokenize`` (its real tokenizer, chat template not included);
-    a server without one gets an estimate of 4 characters a token."""
+class CountTranslator(TokenizeCount):
+    """count_tokens in Anthropic's shape (an estimate says nothing more: the shape has no field for it)."""
 
-    def __init__(self, text: str):
-        self.text = text
-
-    def whole(self, data: bytes) -> bytes:
-        tokens = json.loads(data).get("tokens")
-        if not isinstance(tokens, list):
-            return self.estimate()
-        return json.dumps({"input_tokens": len(tokens)}).encode()
-
-    def failed(self, status: int, data: bytes) -> bytes | None:
-        return self.estimate() if status in (404, 405, 501) else None
-
-    def estimate(self) -> bytes:
-        return json.dumps({"input_tokens": max(1, (len(self.text) + 3) // 4)}).encode()
-
-    def feed(self, data: bytes) -> bytes:  # /tokenize never streams
-        return b""
+    def shape(self, tokens: int, estimated: bool) -> dict[str, Any]:
+        return {"input_tokens": tokens}

@@ -40,6 +40,47 @@ class AnswerTranslator:
         return None
 
 
+class TokenizeCount(AnswerTranslator):
+    """A count of input tokens from the model server's ``/tokenize`` (its real tokenizer over the request's text,
+    chat template not included); a server without one (404/405/501) gets an estimate of 4 characters a token.
+    Subclasses give the protocol's answer shape."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def shape(self, tokens: int, estimated: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def whole(self, data: bytes) -> bytes:
+        tokens = json.loads(data).get("tokens")
+        if not isinstance(tokens, list):
+            return self.estimate()
+        return json.dumps(self.shape(len(tokens), False)).encode()
+
+    def failed(self, status: int, data: bytes) -> bytes | None:
+        return self.estimate() if status in (404, 405, 501) else None
+
+    def estimate(self) -> bytes:
+        return json.dumps(self.shape(max(1, (len(self.text) + 3) // 4), True)).encode()
+
+    def feed(self, data: bytes) -> bytes:  # /tokenize never streams
+        return b""
+
+
+def chat_text(chat: dict[str, Any]) -> str:
+    """What a model reads of a chat-completions request, as text for a tokenizer: each turn with its role, then
+    the tools (no chat template: a count from it is a few tokens short)."""
+    lines = []
+    for message in chat.get("messages", ()):
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
+        lines.append(f"{message['role']}: {content or ''}")
+        lines.extend(json.dumps(call["function"]) for call in message.get("tool_calls", ()))
+    lines.extend(json.dumps(tool["function"]) for tool in chat.get("tools", ()))
+    return "\n".join(lines)
+
+
 class Adapter:
     """One client protocol. Subclasses fill in the class attributes and the translation methods."""
 
@@ -98,6 +139,9 @@ class TranslatingReply:
         out = self.translator.feed(data) if data else b""
         if out or not self.inner.started:
             await self.inner.stream(status, self.translator.content_type, out)
+
+    def header(self, name: str, value: str) -> None:
+        self.inner.header(name, value)
 
     async def end(self) -> None:
         """Send what closes the stream (if the answer was a stream)."""

@@ -12,7 +12,7 @@ import json
 from typing import Any, Protocol
 
 from ...errors import BadRequest, LLMManagerError, NotFound
-from .base import Adapter, AnswerTranslator
+from .base import Adapter, AnswerTranslator, chat_text
 from .responses_answer import ChatToResponses, InputTokens, NativeWatcher, Saver
 
 
@@ -133,19 +133,6 @@ def to_chat(body: dict[str, Any], items: list[dict[str, Any]], model: str) -> di
     return chat
 
 
-def count_text(chat: dict[str, Any]) -> str:
-    """What the model reads of a request, as text for a tokenizer: each turn with its role, then the tools."""
-    lines = []
-    for m in chat["messages"]:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "\n".join(p.get("text", "") for p in content if p.get("type") == "text")
-        lines.append(f"{m['role']}: {content or ''}")
-        lines.extend(json.dumps(call["function"]) for call in m.get("tool_calls", ()))
-    lines.extend(json.dumps(tool["function"]) for tool in chat.get("tools", ()))
-    return "\n".join(lines)
-
-
 class ResponsesAdapter(Adapter):
     name = "responses"
     paths = {"v1/responses": "create", "v1/responses/input_tokens": "input_tokens"}
@@ -193,13 +180,13 @@ class ResponsesAdapter(Adapter):
     def to_openai(self, op: str, body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
         chat = to_chat(body, self.conversation(body), model)
         if op == "input_tokens":  # the model server's own tokenizer; InputTokens falls back to an estimate
-            return "tokenize", {"content": count_text(chat), "add_special": True}
+            return "tokenize", {"content": chat_text(chat), "add_special": True}
         return "v1/chat/completions", chat
 
     def translator(self, op: str, body: dict[str, Any], model: str) -> AnswerTranslator:
         items = self.conversation(body)
         if op == "input_tokens":
-            return InputTokens(count_text(to_chat(body, items, model)))
+            return InputTokens(chat_text(to_chat(body, items, model)))
         return ChatToResponses(body, model, self._saver(body, items, model))
 
     def to_native(self, op: str, body: dict[str, Any], raw: bytes, model: str) -> tuple[bytes, AnswerTranslator | None]:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .base import AnswerTranslator
+from .base import AnswerTranslator, TokenizeCount
 
 Saver = Callable[[dict[str, Any]], None]
 
@@ -274,26 +274,8 @@ class NativeWatcher(AnswerTranslator):
         return tail
 
 
-class InputTokens(AnswerTranslator):
-    """``input_tokens`` of a translated model from its server's ``/tokenize`` (its real tokenizer over the
-    conversation's text, chat template not included); a server without one gets an estimate, said so."""
+class InputTokens(TokenizeCount):
+    """``input_tokens`` in the Responses API's shape; an estimate says so."""
 
-    def __init__(self, text: str):
-        self.text = text
-
-    def whole(self, data: bytes) -> bytes:
-        tokens = json.loads(data).get("tokens")
-        if not isinstance(tokens, list):
-            return self.estimate()
-        return json.dumps({"object": "response.input_tokens", "input_tokens": len(tokens)}).encode()
-
-    def failed(self, status: int, data: bytes) -> bytes | None:
-        return self.estimate() if status in (404, 405, 501) else None
-
-    def estimate(self) -> bytes:
-        """About 4 characters a token."""
-        return json.dumps({"object": "response.input_tokens", "input_tokens": max(1, (len(self.text) + 3) // 4),
-                           "estimated": True}).encode()
-
-    def feed(self, data: bytes) -> bytes:  # /tokenize never streams
-        return b""
+    def shape(self, tokens: int, estimated: bool) -> dict[str, Any]:
+        return {"object": "response.input_tokens", "input_tokens": tokens, **({"estimated": True} if estimated else {})}
