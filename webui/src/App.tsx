@@ -1,5 +1,6 @@
 import { BrowserRouter, Link, Route, Routes } from "react-router-dom";
 import { Layout } from "./components/Layout";
+import { BatchesPage } from "./pages/BatchesPage";
 import { KeysPage } from "./pages/KeysPage";
 import { LogsPage } from "./pages/LogsPage";
 import { ModelsPage } from "./pages/ModelsPage";
@@ -17,6 +18,7 @@ export function AppRoutes() {
         <Route path="logs" element={<LogsPage />} />
         <Route path="logs/:name" element={<LogsPage />} />
         <Route path="usage" element={<UsagePage />} />
+        <Route path="batches" element={<BatchesPage />} />
         <Route path="keys" element={<KeysPage />} />
         <Route
           path="*"

@@ -3,6 +3,8 @@ import axios, { AxiosError } from "axios";
 import { getAdminKey } from "./auth";
 import type {
   ApiKey,
+  Batch,
+  BatchList,
   CreatedKey,
   DeviceInfo,
   Health,
@@ -148,6 +150,74 @@ export async function createKey(name: string, models?: string[]): Promise<Create
 
 export async function revokeKey(id: string): Promise<{ id: string; revoked: boolean }> {
   return (await http.delete<{ id: string; revoked: boolean }>(`/api/keys/${enc(id)}`)).data;
+}
+
+/** Batches (newest first) read page by page up to `max`, and whether the server has more. */
+export interface BatchPage {
+  batches: Batch[];
+  hasMore: boolean;
+}
+
+/** The server's page size limit for GET /v1/batches. */
+const BATCH_PAGE_MAX = 100;
+
+/**
+ * Batches, newest first, up to `max` (following OpenAI's `after` cursor), or null when the
+ * server has no Batches API (404). The admin key sees every key's batches.
+ */
+export async function listBatches(max = 50): Promise<BatchPage | null> {
+  const batches: Batch[] = [];
+  let after: string | null = null;
+  try {
+    for (;;) {
+      const limit = Math.min(BATCH_PAGE_MAX, max - batches.length);
+      const params: { limit: number; after?: string } = { limit };
+      if (after) params.after = after;
+      const page = (await http.get<BatchList>("/v1/batches", { params })).data;
+      batches.push(...(page.data ?? []));
+      if (!page.has_more || !page.last_id || batches.length >= max) {
+        return { batches, hasMore: Boolean(page.has_more) };
+      }
+      after = page.last_id;
+    }
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+export async function getBatch(id: string): Promise<Batch> {
+  return (await http.get<Batch>(`/v1/batches/${enc(id)}`)).data;
+}
+
+export async function cancelBatch(id: string): Promise<Batch> {
+  return (await http.post<Batch>(`/v1/batches/${enc(id)}/cancel`)).data;
+}
+
+/**
+ * A file's bytes (a batch's output or error JSONL) as a Blob: fetched with the admin key
+ * header, which a plain link could not send. An error reply's JSON body is decoded so
+ * errorMessage() can show the server's message.
+ */
+export async function getFileContent(fileId: string): Promise<Blob> {
+  try {
+    return (
+      await http.get<Blob>(`/v1/files/${enc(fileId)}/content`, {
+        responseType: "blob",
+        timeout: 120000,
+      })
+    ).data;
+  } catch (err) {
+    const res = err instanceof AxiosError ? err.response : undefined;
+    if (res && typeof Blob !== "undefined" && res.data instanceof Blob) {
+      try {
+        res.data = JSON.parse(await res.data.text());
+      } catch {
+        // not JSON: errorMessage() falls back to the HTTP status
+      }
+    }
+    throw err;
+  }
 }
 
 /** Subprotocol the manager's /api/ws speaks; the server selects it in its handshake reply. */

@@ -213,3 +213,60 @@ export type ServerMessage =
 
 /** Messages the client sends over /api/ws. */
 export type ClientMessage = { subscribe_logs: string } | { unsubscribe_logs: string };
+
+/** OpenAI Batch statuses; the last four are final. */
+export type BatchStatus =
+  | "validating"
+  | "in_progress"
+  | "finalizing"
+  | "cancelling"
+  | "completed"
+  | "failed"
+  | "expired"
+  | "cancelled";
+
+export interface BatchRequestCounts {
+  total: number;
+  completed: number;
+  failed: number;
+}
+
+export interface BatchError {
+  code?: string | null;
+  message?: string | null;
+  param?: string | null;
+  line?: number | null;
+}
+
+/** The OpenAI Batch object (GET /v1/batches, /v1/batches/{id}). Times are epoch seconds. */
+export interface Batch {
+  id: string;
+  object: "batch" | string;
+  endpoint: string;
+  status: BatchStatus | string;
+  input_file_id: string;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  completion_window?: string;
+  created_at: number;
+  in_progress_at?: number | null;
+  expires_at: number | null;
+  finalizing_at?: number | null;
+  completed_at?: number | null;
+  failed_at?: number | null;
+  expired_at?: number | null;
+  cancelling_at?: number | null;
+  cancelled_at?: number | null;
+  request_counts: BatchRequestCounts | null;
+  metadata: Record<string, string> | null;
+  errors?: { object?: string; data?: BatchError[] } | null;
+}
+
+/** One page of GET /v1/batches (newest first; `after` = last_id for the next page). */
+export interface BatchList {
+  object: "list";
+  data: Batch[];
+  first_id: string | null;
+  last_id: string | null;
+  has_more: boolean;
+}

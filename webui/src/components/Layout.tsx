@@ -11,6 +11,7 @@ const NAV = [
   { to: "/models", label: "Models", end: false },
   { to: "/logs", label: "Logs", end: false },
   { to: "/usage", label: "Usage & cost", end: false },
+  { to: "/batches", label: "Batches", end: false },
   { to: "/keys", label: "API keys", end: false },
 ];
 
