@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ManagerProcess, chromium_browser, free_port
+from helpers import ManagerProcess, chromium_browser, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -163,8 +163,10 @@ def test_start_a_model_from_the_dashboard(server: ManagerProcess, page: object) 
     ttft = page.locator('.tabulator-row .tabulator-cell[tabulator-field="TTFT p95 ms"]', has_text=re.compile(r"\d"))
     expect(ttft.first).to_be_visible(timeout=10_000)
     header = page.locator('.tabulator-col[tabulator-field="TTFT p95 ms"] .tabulator-col-title').first
-    value_box, header_box = ttft.first.evaluate(TEXT_BOX), header.evaluate(TEXT_BOX)
-    assert abs(value_box[1] - header_box[1]) < 12, (value_box, header_box)
+    # the table is re-rendered on every refresh tick: measure a laid-out cell (a detached one measures [0, 0])
+    value_box = wait_until(lambda: (box := ttft.first.evaluate(TEXT_BOX))[1] > 0 and box, timeout=10)
+    header_box = header.evaluate(TEXT_BOX)
+    assert value_box and abs(value_box[1] - header_box[1]) < 12, (value_box, header_box)
     _shot(page, "dashboard-throughput.png")
 
     _tab(page, "Cost").click()
@@ -198,6 +200,8 @@ def test_standalone_panel_serve_reaches_the_manager_over_http(server: ManagerPro
     """``panel serve llm_manager/panel_app/app.py`` in its own process drives the manager through the Client."""
     from playwright.sync_api import expect
 
+    server.http.post("/api/models/demo-reranker/stop")  # whatever the test before left running
+    server.wait_state("demo-reranker", "stopped")
     port = free_port()
     log = (tmp_path / "panel.log").open("w")
     proc = subprocess.Popen(
