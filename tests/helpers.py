@@ -195,3 +195,28 @@ def pids_alive(pids: list[int]) -> list[int]:
             continue
         alive.append(pid)
     return alive
+
+
+class MemoryReply:
+    """A pipeline Reply that collects what it is sent (the pipeline driven without HTTP, as the batch runner does)."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.content_type = ""
+        self.pieces: list[bytes] = []
+        self.whole_body: bytes | None = None
+        self.headers: dict[str, str] = {}
+
+    @property
+    def started(self) -> bool:
+        return bool(self.status)
+
+    async def stream(self, status: int, content_type: str, data: bytes) -> None:
+        self.status, self.content_type = status, content_type
+        self.pieces.append(data)
+
+    def whole(self, status: int, content_type: str, data: bytes) -> None:
+        self.status, self.content_type, self.whole_body = status, content_type, data
+
+    def header(self, name: str, value: str) -> None:
+        self.headers[name] = value

@@ -243,6 +243,14 @@ class Manager(DeviceSnapshotMixin):
                     raise StartFailed(sup.last_error or f"start of {sup.model.name} was cancelled") from None
                 raise
 
+    async def _wait_ready(self, sup: Supervisor) -> None:
+        """``_ensure_ready``, counted as a waiter meanwhile (a model someone waits for is busy, never idled out)."""
+        sup.waiting_start += 1
+        try:
+            await self._ensure_ready(sup)
+        finally:
+            sup.waiting_start -= 1
+
     @contextlib.asynccontextmanager
     async def lease(self, name: str, low_priority: bool = False) -> AsyncIterator[tuple[Supervisor, dict[str, float]]]:
         """Hold a ready model for one request: start it if cold, wait for a concurrency slot (``low_priority``:
@@ -250,11 +258,7 @@ class Manager(DeviceSnapshotMixin):
         sup = self.supervisors[self.router.resolve(name).name]
         timings = {"start_ms": 0.0, "queue_ms": 0.0}
         t0 = time.monotonic()
-        sup.waiting_start += 1
-        try:
-            await self._ensure_ready(sup)
-        finally:
-            sup.waiting_start -= 1
+        await self._wait_ready(sup)
         t1 = time.monotonic()
         timings["start_ms"] = (t1 - t0) * 1000
         share = sup.model.batch_share
@@ -277,11 +281,7 @@ class Manager(DeviceSnapshotMixin):
     async def start_model(self, name: str) -> dict[str, Any]:
         """Start a model (placement and eviction as for a request) and wait until it is ready."""
         sup = self.supervisors[self.router.resolve(name).name]
-        sup.waiting_start += 1
-        try:
-            await self._ensure_ready(sup)
-        finally:
-            sup.waiting_start -= 1
+        await self._wait_ready(sup)
         return sup.info()
 
     async def stop_model(self, name: str) -> dict[str, Any]:
@@ -312,10 +312,8 @@ class Manager(DeviceSnapshotMixin):
         return ttl if ttl > 0 else None
 
     def health(self) -> dict[str, Any]:
-        """``ok``, or ``degraded`` with one reason per problem a person should act on.
-
-        Degraded still serves; it means part of the manager does not work as configured: usage is not
-        being saved, a device or plugin is missing, or a model keeps crashing."""
+        """``ok``, or ``degraded`` with one reason per problem a person should act on (it still serves, but a device
+        or plugin is missing or a model keeps crashing; ``Service.health`` adds the usage store)."""
         reasons: list[str] = []
         reasons += [f"device {r['name']} offline: {r.get('offline_reason') or 'no reason given'}"
                     for r in self.device_readings if not r.get("online")]

@@ -10,38 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import config_doc, fake_model
+from helpers import MemoryReply, config_doc, fake_model
 
 from llm_manager.accounting.security import Caller
 from llm_manager.config.parse import parse_config
 from llm_manager.errors import AuthenticationError, BadRequest, NotFound, PermissionDenied
 from llm_manager.gateway.pipeline import Call
 from llm_manager.service import Service, build
-
-
-class MemoryReply:
-    """A Reply that collects what the pipeline sends."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.content_type = ""
-        self.pieces: list[bytes] = []
-        self.whole_body: bytes | None = None
-        self.headers: dict[str, str] = {}
-
-    @property
-    def started(self) -> bool:
-        return bool(self.status)
-
-    async def stream(self, status: int, content_type: str, data: bytes) -> None:
-        self.status, self.content_type = status, content_type
-        self.pieces.append(data)
-
-    def whole(self, status: int, content_type: str, data: bytes) -> None:
-        self.status, self.content_type, self.whole_body = status, content_type, data
-
-    def header(self, name: str, value: str) -> None:
-        self.headers[name] = value
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from helpers import ManagerProcess, config_doc, fake_model, wait_until
+from helpers import ManagerProcess, MemoryReply, config_doc, fake_model, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 HEADER = "x-llm-manager-cache"
@@ -187,26 +187,6 @@ def test_a_tiny_cache_evicts_the_oldest_answers(mgr, client):
 # ---------------------------------------------------------------- in-process: the pipeline with a Reply in memory
 
 
-class Kept:
-    """A Reply that keeps the answer and its headers."""
-
-    def __init__(self) -> None:
-        self.status, self.data, self.headers = 0, b"", {}
-
-    @property
-    def started(self) -> bool:
-        return bool(self.status)
-
-    async def stream(self, status: int, content_type: str, data: bytes) -> None:
-        self.status, self.data = status, self.data + data
-
-    def whole(self, status: int, content_type: str, data: bytes) -> None:
-        self.status, self.data = status, data
-
-    def header(self, name: str, value: str) -> None:
-        self.headers[name] = value
-
-
 @pytest.fixture
 async def service(tmp_path):
     from llm_manager.config.parse import parse_config
@@ -226,7 +206,7 @@ async def ask(service, body: dict, token: str) -> tuple[str | None, Any]:
     from llm_manager.accounting.security import Caller
     from llm_manager.gateway.pipeline import Call
 
-    reply = Kept()
+    reply = MemoryReply()
     rec = await service.pipeline.handle(Call("v1/embeddings", json.dumps(body).encode(), Caller(token, "::1")), reply)
     return reply.headers.get("X-LLM-Manager-Cache"), rec
 

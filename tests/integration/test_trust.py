@@ -38,7 +38,8 @@ def refused(r: httpx.Response, status: int = 403, code: str = "origin_not_allowe
 
 
 @pytest.mark.parametrize("path", ["/api/config", "/api/keys", "/api/logs/chat", "/api/usage/summary", "/v1/models",
-                                  "/api/models-info", "/dashboard", "/", "/api/health"])
+                                  "/api/models-info", "/dashboard", "/", "/api/health", "/v1/batches", "/v1/files",
+                                  "/v1/responses/resp_x", "/api/tags", "/api/ps", "/api/version", "/batches"])
 def test_rebinding_host_reads_nothing(mgr, path):
     r = mgr.http.get(path, headers={"Host": f"evil.example:{mgr.port}"})
     assert refused(r, 403, "host_not_allowed"), (r.status_code, r.text[:200])
@@ -179,3 +180,37 @@ def test_early_error_closes_keep_alive_cleanly(mgr):
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
             assert r.status_code == 415 and r.headers.get("Connection") == "close"
             assert c.get("/api/health").status_code == 200
+
+
+# ---------------------------------------------------------------- the protocol, batch and file endpoints
+
+PROTOCOL_WRITES = [
+    ("POST", "/v1/messages", {"model": "chat", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    ("POST", "/v1/responses", {"model": "chat", "input": "hi"}),
+    ("POST", "/api/chat", {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": False}),
+    ("POST", "/api/generate", {"model": "chat", "prompt": "hi", "stream": False}),
+    ("POST", "/api/show", {"model": "chat"}),
+    ("POST", "/v1/batches", {"input_file_id": "file-x", "endpoint": "/v1/chat/completions"}),
+    ("POST", "/v1/batches/batch_x/cancel", {}),
+    ("DELETE", "/v1/files/file-x", None),
+    ("DELETE", "/v1/responses/resp_x", None),
+]
+
+
+@pytest.mark.parametrize("method, path, body", PROTOCOL_WRITES)
+def test_new_endpoints_refuse_foreign_origins_and_rebinding_hosts(mgr, method, path, body):
+    r = mgr.http.request(method, path, json=body, headers={"Origin": EVIL})
+    assert refused(r), (path, r.status_code, r.text[:200])
+    r = mgr.http.request(method, path, json=body, headers={"Host": f"evil.example:{mgr.port}"})
+    assert refused(r, 403, "host_not_allowed"), (path, r.status_code, r.text[:200])
+    assert mgr.models()["chat"]["state"] == "stopped"
+
+
+def test_a_foreign_page_cannot_upload_a_batch_file(mgr):
+    files_before = mgr.http.get("/v1/files").json()["data"]
+    form = {"files": {"file": ("x.jsonl", b'{"custom_id": "a"}\n')}, "data": {"purpose": "batch"}}
+    assert refused(mgr.http.post("/v1/files", headers={"Origin": EVIL}, **form))
+    r = mgr.http.post("/v1/files", headers={"Host": "attacker.test"}, **form)
+    assert refused(r, 403, "host_not_allowed")
+    assert mgr.http.get("/v1/files").json()["data"] == files_before
+    assert mgr.http.post("/v1/files", **form).status_code == 200  # the same upload without Origin works
