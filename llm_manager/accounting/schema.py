@@ -41,6 +41,7 @@ class RequestLog(SQLModel, table=True):
     error: str | None = None
     cached: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     batch_id: str | None = Field(default=None, index=True)
+    instance: str = ""  # which instance or upstream served it ("demo-chat#1", "api.example.com")
 
 
 class ModelEvent(SQLModel, table=True):
@@ -185,8 +186,14 @@ def _m5_batches(conn: Connection) -> None:
                                                BatchLine.__table__])  # type: ignore[attr-defined]
 
 
+def _m6_instance(conn: Connection) -> None:
+    """v6: request rows say which instance or remote upstream served them."""
+    if "instance" not in {c["name"] for c in inspect(conn).get_columns("request_log")}:
+        conn.execute(text("ALTER TABLE request_log ADD COLUMN instance VARCHAR NOT NULL DEFAULT ''"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
-                                                  _m4_cached_and_batch, _m5_batches]
+                                                  _m4_cached_and_batch, _m5_batches, _m6_instance]
 
 
 def schema_version(engine: Engine) -> int:

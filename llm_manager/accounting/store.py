@@ -79,6 +79,7 @@ def _request_row(r: UsageRecord) -> dict[str, Any]:
         "completion_tokens": r.completion_tokens, "total_tokens": r.prompt_tokens + r.completion_tokens,
         "estimated": r.estimated, "queue_ms": r.queue_ms, "start_ms": r.start_ms, "ttft_ms": r.ttft_ms,
         "total_ms": r.total_ms, "cost": r.cost, "error": r.error, "cached": r.cached, "batch_id": r.batch_id,
+        "instance": r.instance,
     }
 
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from .. import __version__
-from ..config.parse import redact
+from ..config.redact import redact
 from ..errors import LLMManagerError
 from .base import BaseHandler, caller_of, log
 

@@ -6,7 +6,6 @@ Every error names the JSON path of the bad value and what was expected, e.g.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 
 from ..accounting.pricing import Pricing, parse_pricing
 from ..errors import ConfigError
+from .alerts import AlertsSpec, parse_alerts
 from .blocks import (
     BudgetSpec,
     ConfigKey,
@@ -27,6 +27,7 @@ from .blocks import (
     parse_rate_limits,
 )
 from .readers import _bool, _dict, _expect, _int, _number, _str, _str_list, _str_map
+from .serving import SERVING_KEYS, UpstreamSpec, parse_serving
 
 MODES = ("Chat", "Base", "Embedding", "Reranker")
 DEFAULT_START_TIMEOUT = 300.0
@@ -35,30 +36,16 @@ DEFAULT_START_TIMEOUT = 300.0
 MODEL_KEYS = {
     "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
     "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
-    "protocols", "batch_share", "batch_discount", "cache",
+    "protocols", "batch_share", "batch_discount", "cache", "price_per_hour", *SERVING_KEYS,
 }
-PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd"}
+PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd", "price_per_hour"}
 PROGRAM_KEYS = {
     "host", "port", "alive_time", "Disable_GPU_monitoring", "device_plugin_dir", "interface_plugin_dir",
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
-    "responses_retention_days", "batch_share", "batch_discount", "cache_mb",
+    "responses_retention_days", "batch_share", "batch_discount", "cache_mb", "alerts",
 }
-SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url")
-
-
-def redact(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The config document with program secrets replaced by ``***``, as /api/config and the dashboard show it."""
-    doc = copy.deepcopy(dict(raw))
-    program = doc.get("program")
-    if isinstance(program, dict):
-        for key in SECRET_PROGRAM_KEYS:
-            if key in program:
-                program[key] = "***"
-    return doc
-
-
 @dataclass(frozen=True)
 class Profile:
     """One way to run a model: which devices it needs, how much memory on each, how to launch it."""
@@ -70,13 +57,14 @@ class Profile:
     command: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    price_per_hour: float | None = None  # runtime price while loaded with this profile; None: the model's
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
     mode: str
-    port: int
+    port: int | None  # None: no local process, only ``upstreams``
     profiles: tuple[Profile, ...]
     aliases: tuple[str, ...] = ()
     auto_start: bool = False
@@ -94,10 +82,31 @@ class ModelConfig:
     batch_share: float | None = None  # None: program.batch_share (Batches API lines' share of max_concurrency)
     batch_discount: float | None = None  # None: program.batch_discount (fraction off batch lines' price)
     cache: bool | None = None  # response cache; None: on for Embedding and Reranker, off otherwise (gateway/cache)
+    price_per_hour: float | None = None  # runtime price while loaded (a profile's own price wins)
+    max_instances: int = 1  # local processes of this model that may run at once
+    min_instances: int = 0  # kept running (auto_start means at least 1)
+    ports: tuple[int, ...] | None = None  # each instance's port; None: instance i listens on port + i
+    scale_up_after: float = 1.0  # seconds requests may wait in the queue before one more instance starts
+    upstreams: tuple[UpstreamSpec, ...] = ()  # remote endpoints serving this model (config/serving.py)
+    fallbacks: tuple[str, ...] = ()  # other models tried in order when this one cannot serve
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+    @property
+    def local(self) -> bool:
+        """Whether the manager runs processes of this model (else it is served by upstreams only)."""
+        return self.port is not None and bool(self.profiles)
+
+    def instance_port(self, instance: int) -> int:
+        """The port instance ``instance`` (0-based) listens on."""
+        assert self.port is not None, f"model {self.name} has no local instances"
+        return self.ports[instance] if self.ports else self.port + instance
+
+    @property
+    def instance_ports(self) -> tuple[int, ...]:
+        return tuple(self.instance_port(i) for i in range(self.max_instances)) if self.local else ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ class ProgramConfig:
     batch_share: float = 0.5  # at most this share of a model's max_concurrency serves batch lines
     batch_discount: float = 0.0  # fraction taken off batch lines' price (0.5: half price)
     cache_mb: float = 64.0  # the response cache's memory bound (MiB of answers); 0 turns it off
+    alerts: AlertsSpec = AlertsSpec()  # webhooks and the log for budget, crash, device and store alerts
 
     def __post_init__(self) -> None:
         """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
@@ -235,6 +245,8 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
         kw["access_log"] = _bool(raw["access_log"], f"{p}.access_log")
     if "currency" in raw:
         kw["currency"] = _str(raw["currency"], f"{p}.currency")
+    if "alerts" in raw:
+        kw["alerts"] = parse_alerts(raw["alerts"], f"{p}.alerts")
     return ProgramConfig(**kw)
 
 
@@ -272,6 +284,7 @@ def _profile(name: str, raw: dict[str, Any], path: str, model_cmd: tuple[str, ..
         command=command,
         env=_str_map(raw.get("env", {}), f"{path}.env"),
         cwd=_str(raw["cwd"], f"{path}.cwd") if "cwd" in raw else None,
+        price_per_hour=_number(raw["price_per_hour"], f"{path}.price_per_hour") if "price_per_hour" in raw else None,
     )
 
 
@@ -280,8 +293,10 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
     _expect(isinstance(raw, dict), p, "expected object (a model block)")
     _expect("mode" in raw, f"{p}.mode", f"required: one of {', '.join(MODES)}")
     mode = _str(raw["mode"], f"{p}.mode")
-    _expect("port" in raw, f"{p}.port", "required: the port the model server listens on")
-    port = _int(raw["port"], f"{p}.port", 1, 65535)
+    remote_only = "upstreams" in raw and "port" not in raw
+    _expect("port" in raw or remote_only, f"{p}.port", "required: the port the model server listens on "
+            "(only a model served by upstreams alone has none)")
+    port = None if remote_only else _int(raw["port"], f"{p}.port", 1, 65535)
     model_cmd = _command(raw["command"], f"{p}.command") if "command" in raw else None
     model_env = _str_map(raw.get("env", {}), f"{p}.env")
     model_cwd = _str(raw["cwd"], f"{p}.cwd") if "cwd" in raw else None
@@ -294,11 +309,13 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
             profiles.append(Profile(
                 name=prof.name, required_devices=prof.required_devices, memory_mb=prof.memory_mb,
                 bat_path=prof.bat_path, command=prof.command or (None if prof.bat_path else model_cmd),
-                env={**model_env, **prof.env}, cwd=prof.cwd or model_cwd,
+                env={**model_env, **prof.env}, cwd=prof.cwd or model_cwd, price_per_hour=prof.price_per_hour,
             ))
         else:
             warnings.append(f"{p}.{key}: unknown key, ignored")
-    if not profiles:
+    _expect(not (remote_only and profiles), f"{p}.port", "required with a hardware profile: the port its server "
+            "listens on")
+    if not profiles and not remote_only:
         _expect(model_cmd is not None, p, "expected at least one hardware profile (or a model-level command)")
         profiles.append(Profile("default", (), {}, command=model_cmd, env=model_env, cwd=model_cwd))
     ttl = _number(raw["ttl"], f"{p}.ttl") if "ttl" in raw else None
@@ -306,7 +323,7 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
     if health is not None:
         _expect(isinstance(health, str) and health.startswith("/"), f"{p}.health_path", "expected a path like /health")
     maxc = _int(raw["max_concurrency"], f"{p}.max_concurrency", 1) if "max_concurrency" in raw else None
-    pricing = parse_pricing(_dict(raw["pricing"], f"{p}.pricing"), f"{p}.pricing") if "pricing" in raw else None
+    pricing = parse_pricing(raw["pricing"], f"{p}.pricing") if "pricing" in raw else None
     return ModelConfig(
         name=name, mode=mode, port=port, profiles=tuple(profiles),
         aliases=_str_list(raw.get("aliases", []), f"{p}.aliases"),
@@ -323,8 +340,10 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
         description=str(raw.get("description", "")),
         protocols=parse_protocols(raw.get("protocols"), tuple(" ".join(pr.command or ()) + (pr.bat_path or "")
                                                               for pr in profiles), f"{p}.protocols"),
+        price_per_hour=_number(raw["price_per_hour"], f"{p}.price_per_hour") if "price_per_hour" in raw else None,
         **parse_batch_settings(raw, p),
         **parse_cache_settings(raw, p, program=False),
+        **parse_serving(raw, p, port),
     )
 
 
@@ -346,14 +365,21 @@ def parse_config(raw: Any, base_dir: Path | str = ".", source: Path | None = Non
         model = _model(name, block, warnings)
         if "*" not in modes:
             _expect(model.mode in modes, f"models.{name}.mode", f"expected one of {', '.join(modes)}")
-        if model.port in ports:
-            raise ConfigError(f"models.{name}.port", f"port {model.port} is already used by model {ports[model.port]}")
-        ports[model.port] = name
+        for i, port in enumerate(model.instance_ports):
+            if port in ports:
+                where = f"models.{name}.ports[{i}]" if model.ports else f"models.{name}.port"
+                what = f"port {port}" + (f" (instance {i}: port + {i})" if i and not model.ports else "")
+                raise ConfigError(where, f"{what} is already used by model {ports[port]}")
+            ports[port] = name
         for alias in model.names:
             if alias in owners and owners[alias] != name:
                 raise ConfigError(f"models.{name}.aliases", f"name {alias!r} is already used by model {owners[alias]}")
             owners[alias] = name
         models[name] = model
+    for name, model in models.items():
+        for i, other in enumerate(model.fallbacks):
+            _expect(other in owners and owners[other] != name, f"models.{name}.fallbacks[{i}]",
+                    "expected another model's name or alias")
     return Config(program=program, models=models, base_dir=base, source=source, raw=raw, warnings=tuple(warnings))
 
 

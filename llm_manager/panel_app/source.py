@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..accounting.layer import Accounting
 from ..client import Client, ClientError
-from ..config.parse import redact
+from ..config.redact import redact
 from ..errors import NotFound
 from ..gateway.batch import BatchRunner
 from ..runtime.manager import Manager
