@@ -144,6 +144,19 @@ class BatchLine(SQLModel, table=True):
     result: str | None = None  # the output/error file line, JSON
 
 
+class AlertLog(SQLModel, table=True):
+    """One alert as raised (budget threshold, crash loop, device offline, store failure) and how it was delivered."""
+
+    __tablename__ = "alert_log"
+    id: int | None = Field(default=None, primary_key=True)
+    ts: float = Field(index=True)
+    kind: str = Field(index=True)  # one of config.alerts.ALERT_KINDS
+    subject: str = ""  # what it is about: a model, a device, a key or budget, the store
+    message: str = ""
+    payload: str = "{}"  # JSON: the body the webhooks were sent
+    delivery: str = "{}"  # JSON: webhook URL -> "delivered" | "failed: <reason>" | "pending"
+
+
 _TABLES = [RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__, ApiKey.__table__,
            Budget.__table__]  # type: ignore[attr-defined]
 
@@ -192,8 +205,13 @@ def _m6_instance(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE request_log ADD COLUMN instance VARCHAR NOT NULL DEFAULT ''"))
 
 
+def _m7_alert_log(conn: Connection) -> None:
+    """v7: alert history (a new table)."""
+    SQLModel.metadata.create_all(conn, tables=[AlertLog.__table__])  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
-                                                  _m4_cached_and_batch, _m5_batches, _m6_instance]
+                                                  _m4_cached_and_batch, _m5_batches, _m6_instance, _m7_alert_log]
 
 
 def schema_version(engine: Engine) -> int:
