@@ -138,7 +138,7 @@ class ManagerProcess:
         self.http = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
         self.wait_healthy()
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -30,7 +30,7 @@ class UsageRecord:
     ts: float = field(default_factory=time.time)
     cached: bool = False  # answered from the response cache, not by the model
     batch_id: str | None = None  # a line of this batch (the Batches API), not an interactive request
-    instance: str = ""  # the instance ("demo-chat#1") or remote upstream (its host) that served it
+    instance: str = ""  # the instance ("demo-chat@1") or remote upstream (its host) that served it
 
     @property
     def total_tokens(self) -> int:

@@ -35,7 +35,7 @@ class InfoHandler(ManagementHandler):
         self.write_json({
             "name": "llm-manager", "version": __version__, "host": m.config.program.host,
             "port": m.listen_port or m.config.program.port, "config_path": str(m.config.source) if m.config.source else None,
-            "models": len(m.supervisors), "devices": len(m.device_readings),
+            "models": len(m.groups), "devices": len(m.device_readings),
             "auth_required": self.accounting.security.auth_required, "started_at": m.started_at,
             "data_dir": str(m.data_dir), "interfaces": sorted(m.interfaces), "warnings": list(m.config.warnings),
         })

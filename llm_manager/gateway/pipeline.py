@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,18 +19,31 @@ from ..accounting.layer import Accounting
 from ..accounting.record import UsageRecord
 from ..accounting.security import Caller, KeyInfo
 from ..config.parse import Config, ModelConfig
-from ..errors import BadRequest, LLMManagerError, NotFound
+from ..errors import (
+    BadRequest,
+    LLMManagerError,
+    NotFound,
+    QueueFull,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from ..runtime.group import Target
 from ..runtime.manager import Manager
+from ..runtime.remote import Remote
 from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
 from .protocols.base import Adapter, AnswerTranslator, TranslatingReply
 from .relay import Outcome, forward, prepare_stream_body
-from .upstream import make_client
+from .upstream import make_client, make_remote_client
 from .validation import EndpointTable, check_fields, json_object, shown
 
 log = logging.getLogger(__name__)
 
 STREAMABLE = frozenset({"v1/chat/completions", "v1/completions"})
 CACHE_HEADER = "X-LLM-Manager-Cache"  # hit | miss | bypass, on answers to cacheable requests
+MODEL_HEADER = "X-LLM-Manager-Model"  # the model that answered (not the one asked for, after a fallback)
+INSTANCE_HEADER = "X-LLM-Manager-Instance"  # the instance id, or the remote upstream's host
+RETRY_STATUSES = frozenset({502, 503})  # an upstream answer that says "not me, not now": try another target
 
 
 @dataclass
@@ -84,12 +98,14 @@ class Pipeline:
         self.accounting = accounting
         self.endpoints = EndpointTable()
         self.adapters = {path: a for a in adapters for path in a.paths}  # path -> its protocol's adapter
-        self.http = make_client()  # one pooled client to every upstream; closed by close()
+        self.http = make_client()  # one pooled client to every local instance; closed by close()
+        self.remote_http = make_remote_client()  # remote upstreams (https, proxies from the environment)
         self.cache = ResponseCache(int(manager.config.program.cache_mb * MIB))
         manager.config_hooks.append(self._config_changed)
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.remote_http.aclose()
 
     def _config_changed(self, new: Config) -> None:
         """A reload: the cache takes its new bound and frees the answers of changed or removed models."""
@@ -103,14 +119,19 @@ class Pipeline:
         """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
         return self.endpoints.table(self.manager.interfaces)
 
-    def admit(self, call: Call) -> Admitted:
-        """Everything decided before a model is touched: 404/400/401/403/429 come from here."""
+    def admit(self, call: Call, fallback: str | None = None) -> Admitted:
+        """Everything decided before a model is touched: 404/400/401/403/429 come from here. ``fallback``: admit
+        the call for that model instead of the one it names (the same checks: key scope, mode, budget)."""
         if call.adapter is not None:
-            return self._admit_protocol(call, call.adapter)
+            return self._admit_protocol(call, call.adapter, fallback)
         endpoint = self.served().get(call.path)
         if endpoint is None:  # before the body is looked at: no model makes an unknown path exist
             raise NotFound(f"no endpoint /{call.path}; served: " + ", ".join("/" + e for e in sorted(self.served())))
         body = json_object(call.raw)
+        raw = call.raw
+        if fallback is not None:
+            body = {**body, "model": fallback}
+            raw = json.dumps(body).encode()
         name = body.get("model")
         if name is None:
             raise BadRequest("missing required field: model", param="model")
@@ -123,7 +144,7 @@ class Pipeline:
         self._check_model(body, endpoint, model)
         check_fields(body)
         security.check_budget(key, model.name)
-        return Admitted(endpoint, body, model, key, body.get("stream") is True, call.raw,
+        return Admitted(endpoint, body, model, key, body.get("stream") is True, raw,
                         endpoint.removeprefix("v1/"), name)
 
     def _check_model(self, body: dict[str, Any], endpoint: str, model: ModelConfig) -> None:
@@ -137,11 +158,15 @@ class Pipeline:
         if problem:
             raise BadRequest(problem, param=problem.split(":")[0])
 
-    def _admit_protocol(self, call: Call, adapter: Adapter) -> Admitted:
+    def _admit_protocol(self, call: Call, adapter: Adapter, fallback: str | None = None) -> Admitted:
         """A call in another client protocol: relayed as it is to a server that speaks it, else translated."""
         op = adapter.paths[call.path]
         native = json_object(call.raw)
-        name = adapter.model_of(op, native)
+        raw = call.raw
+        if fallback is not None:
+            native = {**native, "model": fallback}
+            raw = json.dumps(native).encode()
+        name = fallback or adapter.model_of(op, native)
         if not isinstance(name, str) or not name:
             raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
                              param="model")
@@ -152,10 +177,10 @@ class Pipeline:
         speaks = adapter.name in model.protocols and op in adapter.native
         local = None if speaks else adapter.local(op, native, model.name)  # the model's own answer first
         if local is not None:
-            return Admitted("", native, model, key, False, call.raw, label, name, local=local)
+            return Admitted("", native, model, key, False, raw, label, name, local=local)
         if speaks:
             endpoint, body = adapter.native[op], native
-            raw, translator = adapter.to_native(op, native, call.raw, model.name)
+            raw, translator = adapter.to_native(op, native, raw, model.name)
         else:
             endpoint, body = adapter.to_openai(op, native, model.name)
             if endpoint not in adapter.auxiliary:
@@ -184,12 +209,8 @@ class Pipeline:
             if not call.no_cache:
                 self.accounting.metrics.cache_miss(admitted.model.name)
         out = Outcome()
-        if admitted.translator is not None and call.adapter is not None:
-            reply = TranslatingReply(reply, admitted.translator, call.adapter)
         try:
             await self._serve(call, admitted, reply, rec, out, key)
-            if isinstance(reply, TranslatingReply):
-                await reply.end()
         except LLMManagerError as exc:
             rec.status, rec.error = exc.status, exc.message
             if not reply.started:
@@ -197,9 +218,8 @@ class Pipeline:
             log.warning("stream to %s broke off: %s", call.caller.ip or "?", exc.message)
             told = (call.adapter.stream_error(exc) if call.adapter is not None
                     else f"data: {json.dumps(exc.body())}\n\n".encode())
-            inner = reply.inner if isinstance(reply, TranslatingReply) else reply
             try:  # mid-stream: tell the client in-band
-                await inner.stream(exc.status, "text/event-stream", told)
+                await reply.stream(exc.status, "text/event-stream", told)
             except asyncio.CancelledError:
                 pass
         except asyncio.CancelledError:
@@ -213,38 +233,126 @@ class Pipeline:
             self.accounting.finish(rec)
         return rec
 
+    def _candidates(self, call: Call, admitted: Admitted) -> Iterator[Admitted]:
+        """The call as admitted, then admitted for each of its model's fallbacks in order (those the key may not
+        use, that cannot take this request or are over budget are skipped)."""
+        yield admitted
+        tried = {admitted.model.name}
+        for name in admitted.model.fallbacks:
+            try:
+                other = self.admit(call, fallback=name)
+            except LLMManagerError as exc:
+                log.info("fallback %s of %s skipped: %s", name, admitted.model.name, exc.message)
+                continue
+            if other.model.name not in tried:
+                tried.add(other.model.name)
+                yield other
+
     async def _serve(self, call: Call, admitted: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
                      key: str | None) -> None:
-        model, endpoint = admitted.model, admitted.endpoint
-        tracked = model.mode in self.manager.config.program.token_tracker
-        content, hide_usage = admitted.raw, False
-        if admitted.stream and tracked and endpoint in STREAMABLE:
-            content, wanted = prepare_stream_body(admitted.body, admitted.raw)
-            hide_usage = not wanted and admitted.translator is None  # a translator reads the usage chunk itself
-        async with self.manager.lease(model.name, low_priority=call.batch_id is not None) as (sup, timings):
-            rec.start_ms, rec.queue_ms = timings["start_ms"], timings["queue_ms"]
+        """Route: each candidate model (the asked one, then its fallbacks) gets a try and one retry on another
+        target; a failure before any byte reached the client moves on, one after it is the client's to see.
+        Client errors (4xx) from an upstream are answers, never retried."""
+        failure: LLMManagerError | None = None
+        unsent: tuple[Admitted, Target, int, str, bytes] | None = None  # an upstream 502/503 nobody else bettered
+        for adm in self._candidates(call, admitted):
+            avoid: set[str] = set()
+            for _attempt in range(2):
+                out.reset()
+                try:
+                    await self._attempt(call, adm, reply, rec, out, key if adm is admitted else None,
+                                        frozenset(avoid))
+                    return
+                except _TargetFailed as failed:
+                    avoid.add(failed.target.id)
+                    failure, unsent = failed.error, failed.unsent(adm)
+                except (Unavailable, QueueFull) as exc:  # no capacity, start failed, all down, queue full
+                    if not avoid:  # (on a retry, "no other target" says less than the failure it retries)
+                        failure, unsent = exc, None
+                    break
+        if unsent is not None:  # the last word was an upstream's own error answer: the client gets it
+            adm, target, status, ctype, body = unsent
+            self._served_by(reply, rec, adm, target)
+            out.reset()
+            out.status, out.body, out.error = status, body, body[:500].decode("utf-8", errors="replace")
+            self._reply_for(reply, call, adm).whole(status, ctype, body)
+            self._account(rec, out, call, adm)
+            return
+        assert failure is not None
+        raise failure
+
+    def _reply_for(self, reply: Reply, call: Call, adm: Admitted) -> Reply:
+        if adm.translator is not None and call.adapter is not None:
+            return TranslatingReply(reply, adm.translator, call.adapter)
+        return reply
+
+    def _served_by(self, reply: Reply, rec: UsageRecord, adm: Admitted, target: Target) -> None:
+        rec.model, rec.instance = adm.model.name, target.id  # a fallback's answer is accounted to its model
+        reply.header(MODEL_HEADER, adm.model.name)
+        reply.header(INSTANCE_HEADER, target.id)
+
+    def _content(self, adm: Admitted, target: Target) -> tuple[bytes, bool]:
+        """The bytes sent to ``target`` (the model renamed for a remote upstream that knows it by another name;
+        ``include_usage`` asked for on tracked streams) and whether the usage chunk is hidden from the client."""
+        body, raw = adm.body, adm.raw
+        rename = target.upstream_model
+        if rename is not None and body.get("model") != rename:
+            body = {**body, "model": rename}
+            raw = json.dumps(body).encode()
+        if adm.stream and adm.model.mode in self.manager.config.program.token_tracker and adm.endpoint in STREAMABLE:
+            raw, wanted = prepare_stream_body(body, raw)
+            return raw, not wanted and adm.translator is None  # a translator reads the usage chunk itself
+        return raw, False
+
+    async def _attempt(self, call: Call, adm: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
+                       key: str | None, avoid: frozenset[str]) -> None:
+        """One try on one target of ``adm.model``; raises ``_TargetFailed`` when it failed before the client got a
+        byte (the caller tries elsewhere)."""
+        model, endpoint = adm.model, adm.endpoint
+        async with self.manager.lease(model.name, call.batch_id is not None, avoid) as (target, timings):
+            rec.start_ms += timings["start_ms"]
+            rec.queue_ms += timings["queue_ms"]
+            self._served_by(reply, rec, adm, target)
+            answer = self._reply_for(reply, call, adm)
+            content, hide_usage = self._content(adm, target)
             head: list[Any] = [200, "application/json"]
-            sent: list[bytes] | None = [] if key is not None and admitted.stream else None  # kept for the cache
+            sent: list[bytes] | None = [] if key is not None and adm.stream else None  # kept for the cache
 
             def on_headers(status: int, ctype: str) -> None:
                 head[:] = [status, ctype]
 
             async def write(data: bytes) -> None:
-                await reply.stream(head[0], head[1], data)
+                await answer.stream(head[0], head[1], data)
                 if sent is not None:
                     sent.append(data)
 
-            await forward(self.http, f"http://127.0.0.1:{sup.model.port}/{endpoint}", content,
-                          admitted.stream, model.request_timeout, on_headers, write, hide_usage, out,
-                          name=f"model {model.name}")
+            url = target.url(endpoint)
+            client = self.http if url.startswith("http://") else self.remote_http
+            try:
+                await forward(client, url, content, adm.stream, model.request_timeout, on_headers, write, hide_usage,
+                              out, name=f"model {model.name}", headers=target.headers)
+            except UpstreamTimeout:
+                raise
+            except UpstreamError as exc:
+                if reply.started:
+                    raise
+                _report(target, exc.message)
+                raise _TargetFailed(target, exc) from None
+            if target.remote:
+                _report(target, f"answered {out.status}" if out.status >= 500 else None)
+            if out.body is not None and out.status in RETRY_STATUSES:
+                raise _TargetFailed(target, UpstreamError(f"model {model.name} answered {out.status}"),
+                                    (out.status, head[1], out.body))
             if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
-                reply.whole(head[0], head[1], out.body)
+                answer.whole(head[0], head[1], out.body)
             elif not reply.started:  # a stream that sent no event at all
-                await reply.stream(head[0], head[1], b"")
-        self._account(rec, out, call, admitted)
+                await answer.stream(head[0], head[1], b"")
+            if isinstance(answer, TranslatingReply):
+                await answer.end()
+        self._account(rec, out, call, adm)
         if key is not None and out.status == 200 and (out.body is not None or out.done):
             data = out.body if out.body is not None else b"".join(sent or ())
-            self.cache.put(key, Entry(admitted.model.name, self.cache.version(admitted.model), head[1], data,
+            self.cache.put(key, Entry(model.name, self.cache.version(model), head[1], data,
                                       out.body is None, rec.prompt_tokens, rec.completion_tokens))
 
     def _cache_key(self, call: Call, admitted: Admitted) -> str | None:
@@ -288,3 +396,26 @@ class Pipeline:
             rec.estimated = True
             rec.prompt_tokens = max(1, len(admitted.raw) // 4)
             rec.completion_tokens = out.stream_events if admitted.stream else max(0, out.text_chars // 4)
+
+
+def _report(target: Target, failure: str | None) -> None:
+    """Passive health: a remote upstream that failed cools down, one that answered is fine again. A local
+    instance's health is its supervisor's (a dead process is noticed there)."""
+    if isinstance(target, Remote):
+        if failure is None:
+            target.succeeded()
+        else:
+            target.failed(failure)
+
+
+class _TargetFailed(Exception):
+    """A target failed a request before any byte of the answer reached the client."""
+
+    def __init__(self, target: Target, error: LLMManagerError, answer: tuple[int, str, bytes] | None = None):
+        super().__init__(error.message)
+        self.target = target
+        self.error = error
+        self.answer = answer  # the upstream's own error answer (status, content type, body), not sent
+
+    def unsent(self, adm: Admitted) -> tuple[Admitted, Target, int, str, bytes] | None:
+        return None if self.answer is None else (adm, self.target, *self.answer)

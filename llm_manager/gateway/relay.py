@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,10 @@ class Outcome:
     error: str | None = None
     body: bytes | None = None  # a non-streamed answer, for the caller to send in one piece
     done: bool = False  # the client was sent the stream's [DONE]: the answer is complete
+
+    def reset(self) -> None:
+        """Forget a failed try (the request goes to another target)."""
+        self.__init__()  # type: ignore[misc]
 
 
 _STREAM_OPTS = b'{"stream_options":{"include_usage":true},'
@@ -206,7 +210,8 @@ def _failure(exc: Exception, name: str, url: str, what: str) -> str:
 
 async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: bool, timeout: float,
                   on_headers: Callable[[int, str], None], write: Callable[[bytes], Awaitable[None]],
-                  hide_usage: bool, out: Outcome | None = None, name: str = "the model server") -> Outcome:
+                  hide_usage: bool, out: Outcome | None = None, name: str = "the model server",
+                  headers: Mapping[str, str] | None = None) -> Outcome:
     """POST ``content`` to ``url``; errors become 502/504 naming ``name`` (the client never sees ``url``).
 
     A streamed (SSE) answer is relayed through ``write`` as it arrives; any other answer is read whole
@@ -214,7 +219,7 @@ async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: b
     ``timeout`` bounds how long the upstream may stay silent, not the whole answer.
     """
     out = out if out is not None else Outcome()
-    request = httpx.Request("POST", _url(url), content=content, headers=_HEADERS,
+    request = httpx.Request("POST", _url(url), content=content, headers={**_HEADERS, **headers} if headers else _HEADERS,
                             extensions={"timeout": {"connect": 5.0, "read": timeout, "write": timeout,
                                                     "pool": timeout}})
     try:

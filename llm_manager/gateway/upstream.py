@@ -113,3 +113,9 @@ _NO_COOKIES = _NoCookies()
 def make_client() -> httpx.AsyncClient:
     """The gateway's httpx client for every upstream (loopback model servers: no proxy settings apply)."""
     return UpstreamClient(transport=PooledTransport(), trust_env=False, timeout=httpx.Timeout(600.0, connect=5.0))
+
+
+def make_remote_client() -> httpx.AsyncClient:
+    """The client for remote upstreams (``upstreams`` in the config): https and the environment's proxy settings
+    apply, unlike on loopback."""
+    return UpstreamClient(trust_env=True, timeout=httpx.Timeout(600.0, connect=5.0))

@@ -55,7 +55,7 @@ class DeviceSnapshotMixin:
             if sup.profile is None or sup.state not in (State.STARTING, State.READY, State.STOPPING):
                 continue
             holdings.append(Holding(sup.model.name, dict(sup.profile.memory_mb), sup.state.value, sup.busy,
-                                    sup.last_used, sup.profile.name))
+                                    sup.last_used, sup.profile.name, sup.id))
             if sup.state != State.STARTING:
                 mapping = self.devices.resolve(sup.profile.required_devices)
                 for cfg, mb in sup.profile.memory_mb.items():
@@ -92,9 +92,9 @@ class DeviceSnapshotMixin:
             mapping = self.devices.resolve(sup.profile.required_devices)
             for cfg, mb in sup.profile.memory_mb.items():
                 if mapping.get(cfg):
-                    holders.setdefault(mapping[cfg], []).append({"model": sup.model.name, "memory_mb": mb,
-                                                                 "state": sup.state.value})
-        owners = {s.pid: s.model.name for s in self.supervisors.values() if s.pid}
+                    holders.setdefault(mapping[cfg], []).append({"model": sup.model.name, "instance": sup.id,
+                                                                 "memory_mb": mb, "state": sup.state.value})
+        owners = {s.pid: s.id for s in self.supervisors.values() if s.pid}
         devices = []
         for r in self.device_readings:
             entry = {**r, "models": holders.get(r["name"], [])}

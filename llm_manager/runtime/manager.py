@@ -25,11 +25,13 @@ from ..plugin_loader import load_plugins
 from .bus import EventBus
 from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
+from .group import ModelGroup, Target
 from .hotreload import ConfigWatcher
-from .model_logs import ModelLog
 from .placement import Plan, plan
 from .reaper import Reaper
+from .remote import Remote
 from .router import Router
+from .scaling import Autoscaler
 from .supervisor import State, Supervisor
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,8 @@ class Manager(DeviceSnapshotMixin):
         self.interfaces: dict[str, Any] = {}
         self.plugin_errors: list[dict] = []
         self.router = Router(config.models)
-        self.supervisors: dict[str, Supervisor] = {}
+        self.groups: dict[str, ModelGroup] = {}  # model name -> its instances and upstreams
+        self.supervisors: dict[str, Supervisor] = {}  # every instance by id (``_index``)
         self.usage = LiveUsage()
         self.usage_sinks: list[Callable[[UsageRecord], None]] = []
         self.started_at = time.time()
@@ -70,6 +73,7 @@ class Manager(DeviceSnapshotMixin):
         self.config_hooks: list[Callable[[Config], None]] = []  # called after a config reload
         self._keep_alive: dict[str, float] = {}  # model -> seconds a request asked it to stay loaded (this load)
         self.watcher = ConfigWatcher(self)
+        self.scaler = Autoscaler(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -81,14 +85,15 @@ class Manager(DeviceSnapshotMixin):
         self._load_interfaces()
         await asyncio.get_running_loop().run_in_executor(None, self.devices.load)
         for model in self.config.models.values():
-            self._add_supervisor(model)
+            self._add_group(model)
         await self.sample_devices()
         self._running = True
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._idle_loop()), loop.create_task(self._monitor_loop()),
-                       loop.create_task(self._throughput_loop()), loop.create_task(self.watcher.watch())]
+        self._tasks = [loop.create_task(self._monitor_loop()),
+                       loop.create_task(self._throughput_loop()), loop.create_task(self.watcher.watch()),
+                       loop.create_task(self.scaler.run())]
         for model in self.config.models.values():
-            if model.auto_start:
+            if model.auto_start and model.local:
                 loop.create_task(self._auto_start(model.name))
 
     async def _auto_start(self, name: str) -> None:
@@ -96,12 +101,14 @@ class Manager(DeviceSnapshotMixin):
             await self.start_model(name)
         except Exception as exc:  # reported in the model's state; the manager keeps serving
             log.warning("auto_start of %s failed: %s", name, exc)
+        # min_instances beyond the first: the autoscaler keeps them
 
     async def shutdown(self) -> None:
         """Stop every model (SIGTERM, then SIGKILL of its group) and release the guardian."""
         self._running = False
         for t in self._tasks:
             t.cancel()
+        await self.scaler.close()
         await asyncio.gather(*(s.stop("manager shutting down") for s in self.supervisors.values()),
                              return_exceptions=True)
         for sup in self.supervisors.values():
@@ -128,14 +135,17 @@ class Manager(DeviceSnapshotMixin):
         changed = [n for n in new.models if n in old.models and new.models[n] != old.models[n]]
         self.config = new
         self.router = Router(new.models)
+        gone: list[Supervisor] = []
         for name in removed:
-            sup = self.supervisors.pop(name)
+            gone += self.groups.pop(name).instances
+        for group in self.groups.values():
+            gone += group.take_config(new, new.models[group.model.name])
+        for name in added:
+            self._add_group(new.models[name])
+        self._index()
+        for sup in gone:
             await sup.stop("removed from the config")
             sup.log.close()
-        for sup in self.supervisors.values():
-            sup.take_config(new, new.models[sup.model.name])
-        for name in added:
-            self._add_supervisor(new.models[name])
         if new.program != old.program:
             self.devices.program = new.program
             await asyncio.get_running_loop().run_in_executor(None, self.devices.load)
@@ -172,13 +182,31 @@ class Manager(DeviceSnapshotMixin):
         self.interfaces = interfaces
         self.plugin_errors = [e.to_dict() for e in loaded.errors]
 
-    def _add_supervisor(self, model: ModelConfig) -> None:
-        mlog = ModelLog(model.name, self.log_dir, self.bus)
-        self.supervisors[model.name] = Supervisor(model, self.config, mlog, self.reaper, self._on_change)
+    def _add_group(self, model: ModelConfig) -> None:
+        self.groups[model.name] = ModelGroup(model, self.config, self.log_dir, self.bus, self.reaper,
+                                             self._on_change, self._on_remote)
+        self._index()
+
+    def _index(self) -> None:
+        """Rebuild ``supervisors``: every instance of every model by id (instance 0's id is the model's name)."""
+        self.supervisors = {s.id: s for g in self.groups.values() for s in g.instances}
 
     def _on_change(self, sup: Supervisor, kind: str, detail: str) -> None:
-        self.bus.publish("event", {"kind": kind, "model": sup.model.name, "detail": detail, "ts": time.time()})
-        self.bus.publish("model", sup.info())
+        group = self.groups.get(sup.model.name)
+        if group is not None:
+            group.refresh()  # a ready instance adds its slots to the model's queue, a lost one takes them away
+        where = f"instance {sup.instance}: " if sup.instance else ""
+        self.bus.publish("event", {"kind": kind, "model": sup.model.name, "instance": sup.id,
+                                   "detail": where + detail, "ts": time.time()})
+        self.bus.publish("model", group.info() if group is not None else sup.info())
+
+    def _on_remote(self, remote: Remote, kind: str, detail: str) -> None:
+        group = self.groups.get(remote.model)
+        if group is not None:
+            group.refresh()
+            self.bus.publish("model", group.info())
+        self.bus.publish("event", {"kind": kind, "model": remote.model, "instance": remote.id, "detail": detail,
+                                   "ts": time.time()})
 
     def _remember_event(self, _topic: str, event: dict[str, Any]) -> None:
         self.events.append(event)
@@ -186,23 +214,36 @@ class Manager(DeviceSnapshotMixin):
 
     # ------------------------------------------------------------------ placement
 
-    async def plan(self, name: str) -> Plan:
-        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit.
+    async def plan(self, name: str, more: bool = False) -> Plan:
+        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit. ``more``: what
+        one more instance would do (the next instance not running).
 
         Taken under the placement lock, as a start would, so it never sees a start half-placed."""
+        group = self.groups[self.router.resolve(name).name]
+        if not group.instances:
+            return Plan(group.model.name, False, reason=f"model {group.model.name} is served by upstreams only; "
+                        "it has no local instance to place")
+        sup = group.next_to_start() if more else group.instances[0]
+        if sup is None:
+            return Plan(group.model.name, False, reason=f"all {len(group.instances)} instances of "
+                        f"{group.model.name} run (max_instances {group.model.max_instances})")
         async with self._placement_lock:
-            return await self._plan_locked(name)
+            return await self._plan_locked(sup)
 
-    async def _plan_locked(self, name: str) -> Plan:
-        """Plan on one snapshot of device readings and holdings; the caller holds the placement lock."""
-        model = self.router.resolve(name)
+    async def _plan_locked(self, sup: Supervisor) -> Plan:
+        """Plan one instance on one snapshot of device readings and holdings; the caller holds the placement lock.
+        An instance beyond the first prefers profiles on devices its model's other instances do not use."""
+        model = sup.model
         readings, holdings = await self.read_devices()
         names = {d for p in model.profiles for d in p.required_devices}
         view = self.devices.placement_view(names, readings)
-        return plan(model.name, model.profiles, view, holdings)
+        used = {d for h in holdings if h.model == model.name and h.key != sup.id
+                for d, mb in h.memory_mb.items() if mb > 0}
+        profiles = sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
+        return plan(model.name, profiles, view, holdings, sup.id)
 
     async def _ensure_ready(self, sup: Supervisor) -> None:
-        """Start the model if needed; concurrent callers share one start. Raises 503-type errors."""
+        """Start the instance if needed; concurrent callers share one start. Raises 503-type errors."""
         while True:
             if sup.state == State.READY:
                 return
@@ -214,7 +255,7 @@ class Manager(DeviceSnapshotMixin):
                 except Exception as exc:
                     raise StartFailed(sup.last_error or str(exc)) from None
                 if sup.state != State.READY:
-                    raise StartFailed(sup.last_error or f"model {sup.model.name} failed to start")
+                    raise StartFailed(sup.last_error or f"model {sup.id} failed to start")
                 continue
             if sup.state == State.STOPPING:
                 await sup.wait_stopped()
@@ -223,15 +264,15 @@ class Manager(DeviceSnapshotMixin):
             async with self._placement_lock:
                 if sup.state not in (State.STOPPED, State.FAILED):
                     continue
-                p = await self._plan_locked(sup.model.name)
+                p = await self._plan_locked(sup)
                 if not p.fits:
-                    raise NoCapacity(f"cannot start model {sup.model.name}: {p.reason}", extra={"plan": p.to_dict()})
+                    raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()})
                 victims = [self.supervisors[v] for v in p.evict]
                 if any(v.busy or v.state != State.READY for v in victims):
                     continue  # a victim got busy meanwhile: plan again
                 for victim in victims:
-                    self._on_change(victim, "evict", f"evicted to make room for {sup.model.name}")
-                    await victim.stop(f"evicted to make room for {sup.model.name}")
+                    self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
+                    await victim.stop(f"evicted to make room for {sup.id}")
                 profile = next(pr for pr in sup.model.profiles if pr.name == p.profile)
                 task = sup.begin_start(profile)
             try:
@@ -240,38 +281,63 @@ class Manager(DeviceSnapshotMixin):
                 raise
             except asyncio.CancelledError:
                 if task.cancelled() or task.done():
-                    raise StartFailed(sup.last_error or f"start of {sup.model.name} was cancelled") from None
+                    raise StartFailed(sup.last_error or f"start of {sup.id} was cancelled") from None
                 raise
 
-    async def _wait_ready(self, sup: Supervisor) -> None:
-        """``_ensure_ready``, counted as a waiter meanwhile (a model someone waits for is busy, never idled out)."""
+    async def ready_instance(self, sup: Supervisor) -> None:
+        """Start one instance (unless it runs) and wait until it is ready: ``_ensure_ready``, counted as a waiter meanwhile (a model someone waits for is busy, never idled out)."""
         sup.waiting_start += 1
         try:
             await self._ensure_ready(sup)
         finally:
             sup.waiting_start -= 1
 
+    async def _serving(self, group: ModelGroup) -> None:
+        """Make sure the model has a usable target: wait for an instance already starting, else start one."""
+        if group.usable():
+            return
+        starting = next((s for s in group.instances if s.state == State.STARTING), None)
+        sup = starting or group.next_to_start()
+        if sup is None:
+            if not group.instances:
+                cooling = "; ".join(f"{r.id} cooling for {r.cooling_s():.0f} s ({r.last_error})" for r in group.remotes)
+                wait = min((r.cooling_s() for r in group.remotes), default=1.0)
+                raise Unavailable(f"model {group.model.name}: every upstream is down: {cooling}",
+                                  headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            raise Unavailable(f"model {group.model.name}: no instance is ready")
+        await self.ready_instance(sup)
+
     @contextlib.asynccontextmanager
-    async def lease(self, name: str, low_priority: bool = False) -> AsyncIterator[tuple[Supervisor, dict[str, float]]]:
-        """Hold a ready model for one request: start it if cold, wait for a concurrency slot (``low_priority``:
-        a batch line, behind every interactive request and within the model's ``batch_share``)."""
-        sup = self.supervisors[self.router.resolve(name).name]
+    async def lease(self, name: str, low_priority: bool = False,
+                    avoid: frozenset[str] = frozenset()) -> AsyncIterator[tuple[Target, dict[str, float]]]:
+        """Hold a target of the model for one request: start an instance if none is usable, wait for a slot in the
+        model's queue (``low_priority``: a batch line, behind every interactive request and within the model's
+        ``batch_share``), then take the usable target with the fewest requests in flight. ``avoid``: ids of
+        targets that already failed this request (a retry goes elsewhere or nowhere)."""
+        group = self.groups[self.router.resolve(name).name]
+        group.stopped_by_operator = False
         timings = {"start_ms": 0.0, "queue_ms": 0.0}
         t0 = time.monotonic()
-        await self._wait_ready(sup)
+        if avoid and not group.usable(avoid):
+            raise Unavailable(f"model {group.model.name}: no other instance or upstream is ready")
+        await self._serving(group)
         t1 = time.monotonic()
         timings["start_ms"] = (t1 - t0) * 1000
-        share = sup.model.batch_share
-        sup.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
-        await sup.gate.acquire(sup.model.name, low_priority)
+        share = group.model.batch_share
+        group.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
+        await group.gate.acquire(group.model.name, low_priority)
         timings["queue_ms"] = (time.monotonic() - t1) * 1000
+        target = group.pick(avoid)
+        if target is None:  # stopped or cooled while we queued
+            group.gate.release(low_priority)
+            raise Unavailable(f"model {group.model.name} stopped while the request waited")
+        target.in_flight += 1
         try:
-            if sup.state != State.READY:  # stopped while we queued
-                raise Unavailable(f"model {sup.model.name} stopped while the request waited ({sup.state.value})")
-            yield sup, timings
+            yield target, timings
         finally:
-            sup.last_used = time.time()
-            sup.gate.release(low_priority)
+            target.in_flight -= 1
+            target.last_used = time.time()
+            group.gate.release(low_priority)
 
     # ------------------------------------------------------------------ public control surface
 
@@ -279,15 +345,20 @@ class Manager(DeviceSnapshotMixin):
         return self.router.resolve(name)
 
     async def start_model(self, name: str) -> dict[str, Any]:
-        """Start a model (placement and eviction as for a request) and wait until it is ready."""
-        sup = self.supervisors[self.router.resolve(name).name]
-        await self._wait_ready(sup)
-        return sup.info()
+        """Start a model (placement and eviction as for a request) and wait until an instance is ready."""
+        group = self.groups[self.router.resolve(name).name]
+        if not group.instances:
+            raise Unavailable(f"model {group.model.name} is served by upstreams only; there is nothing to start")
+        group.stopped_by_operator = False
+        await self._serving(group)
+        return group.info()
 
     async def stop_model(self, name: str) -> dict[str, Any]:
-        sup = self.supervisors[self.router.resolve(name).name]
-        await sup.stop("stop requested")
-        return sup.info()
+        """Stop every instance of a model."""
+        group = self.groups[self.router.resolve(name).name]
+        group.stopped_by_operator = True
+        await asyncio.gather(*(s.stop("stop requested") for s in group.instances))
+        return group.info()
 
     async def reload_config(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """Validate and apply a new config document (the running one stays if it is invalid)."""
@@ -301,6 +372,9 @@ class Manager(DeviceSnapshotMixin):
             self._keep_alive.pop(model, None)
         else:
             self._keep_alive[model] = seconds
+
+    def has_keep_alive(self, name: str) -> bool:
+        return self.router.resolve(name).name in self._keep_alive
 
     def idle_limit(self, name: str) -> float | None:
         """Seconds after its last request that a ready model is stopped; None: it is never stopped for idling."""
@@ -329,17 +403,20 @@ class Manager(DeviceSnapshotMixin):
     def models_info(self) -> list[dict[str, Any]]:
         offline = {r["name"] for r in self.device_readings if not r.get("online")}
         out = []
-        for sup in self.supervisors.values():
-            info = sup.info()
-            if sup.profile is not None and offline and sup.state in (State.STARTING, State.READY):
-                mapping = self.devices.resolve(sup.profile.required_devices)
-                lost = [cfg for cfg in sup.profile.required_devices if mapping.get(cfg) in offline]
-                info["devices_offline"] = lost
+        for group in self.groups.values():
+            info = group.info()
+            lost = set()
+            for sup in group.instances:
+                if sup.profile is not None and offline and sup.state in (State.STARTING, State.READY):
+                    mapping = self.devices.resolve(sup.profile.required_devices)
+                    lost |= {cfg for cfg in sup.profile.required_devices if mapping.get(cfg) in offline}
+            if lost:
+                info["devices_offline"] = sorted(lost)
             out.append(info)
         return out
 
     def model_info(self, name: str) -> dict[str, Any]:
-        return self.supervisors[self.router.resolve(name).name].info()
+        return self.groups[self.router.resolve(name).name].info()
 
     def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
         sup = self.supervisors.get(name) or self.supervisors.get(self.router.resolve(name).name)
@@ -359,24 +436,6 @@ class Manager(DeviceSnapshotMixin):
             self.bus.publish("usage", rec.to_dict())
 
     # ------------------------------------------------------------------ loops
-
-    async def _idle_loop(self) -> None:
-        """Stop ready models idle longer than their ttl (or the keep_alive a request set)."""
-        while self._running:
-            await asyncio.sleep(0.5)
-            now = time.time()
-            for sup in list(self.supervisors.values()):
-                if sup.pending_restart and sup.state == State.READY and not sup.busy:
-                    sup.pending_restart = False  # its config changed: the next request starts the new one
-                    asyncio.ensure_future(sup.stop("config changed; restarts on the next request"))
-                    continue
-                if sup.state != State.READY:
-                    self._keep_alive.pop(sup.model.name, None)  # a keep_alive lasts one load
-                    continue
-                limit = self.idle_limit(sup.model.name)
-                if limit is not None and not sup.busy and now - sup.last_used >= limit:
-                    why = "keep_alive" if sup.model.name in self._keep_alive else "ttl"
-                    asyncio.ensure_future(sup.stop(f"idle for {now - sup.last_used:.0f} s ({why} {limit:g} s)"))
 
     async def _monitor_loop(self) -> None:
         interval = self.config.program.monitor_interval

@@ -35,6 +35,11 @@ class Holding:
     busy: bool = False  # requests in flight or queued: never evicted
     last_used: float = 0.0
     profile: str = ""  # the hardware profile it was started with
+    holder: str = ""  # the instance holding it ("demo-chat@1"); "" means the model itself (instance 0)
+
+    @property
+    def key(self) -> str:
+        return self.holder or self.model
 
     @property
     def reserved_only(self) -> bool:
@@ -90,7 +95,7 @@ def effective_free(devices: Mapping[str, DeviceState], holdings: Iterable[Holdin
 
 
 def _holders(device: str, holdings: Iterable[Holding]) -> tuple[str, ...]:
-    return tuple(f"{h.model} ({h.memory_mb[device]} MB, {'busy' if h.busy else h.state})"
+    return tuple(f"{h.key} ({h.memory_mb[device]} MB, {'busy' if h.busy else h.state})"
                  for h in holdings if h.memory_mb.get(device, 0) > 0)
 
 
@@ -100,11 +105,13 @@ def _short(profile: Profile, free: Mapping[str, int]) -> dict[str, int]:
             for d in profile.required_devices if profile.memory_mb.get(d, 0) > free.get(d, 0)}
 
 
-def _evictions_for(profile: Profile, free: Mapping[str, int], holdings: Sequence[Holding]) -> list[Holding] | None:
-    """Least-recently-used idle models whose eviction makes ``profile`` fit, or None."""
+def _evictions_for(profile: Profile, free: Mapping[str, int], holdings: Sequence[Holding],
+                   model: str) -> list[Holding] | None:
+    """Least-recently-used idle models (never another instance of ``model``) whose eviction makes ``profile`` fit,
+    or None."""
     free = dict(free)
     chosen: list[Holding] = []
-    candidates = sorted((h for h in holdings if h.evictable), key=lambda h: h.last_used)
+    candidates = sorted((h for h in holdings if h.evictable and h.model != model), key=lambda h: h.last_used)
     for h in candidates:
         short = _short(profile, free)
         if not short:
@@ -142,7 +149,7 @@ def _device_plans(profile: Profile, devices: Mapping[str, DeviceState], free: Ma
 def _running_plan(own: Holding, profiles: Sequence[Profile], devices: Mapping[str, DeviceState],
                   holdings: Sequence[Holding]) -> Plan:
     """A model that already runs: where it is, and the free memory counting what it holds itself."""
-    others = [h for h in holdings if h.model != own.model]
+    others = [h for h in holdings if h.key != own.key]
     free = effective_free(devices, others)
     prof = next((p for p in profiles if p.name == own.profile), None)
     names = list(prof.required_devices) if prof else list(own.memory_mb)
@@ -157,15 +164,17 @@ def _running_plan(own: Holding, profiles: Sequence[Profile], devices: Mapping[st
     where = f"profile {own.profile}" + (f" on {', '.join(names)}" if names else "")
     reason = (f"already {own.state} with {where}; it holds its memory now, so nothing would be started or "
               "evicted (stop it to see what a fresh start would do)")
-    return Plan(own.model, True, own.profile or None, (), reason, tuple(plans), running=own.state)
+    return Plan(own.key, True, own.profile or None, (), reason, tuple(plans), running=own.state)
 
 
 def plan(model: str, profiles: Sequence[Profile], devices: Mapping[str, DeviceState],
-         holdings: Sequence[Holding]) -> Plan:
+         holdings: Sequence[Holding], holder: str | None = None) -> Plan:
     """Pick the first profile that fits as is; else the first that fits after evicting idle models (LRU).
 
-    A model that is itself among ``holdings`` already runs: the plan says so (see ``_running_plan``)."""
-    own = next((h for h in holdings if h.model == model), None)
+    ``holder`` names the instance to place ("demo-chat@1"; default: the model, i.e. instance 0). One that is
+    itself among ``holdings`` already runs: the plan says so (see ``_running_plan``)."""
+    holder = holder or model
+    own = next((h for h in holdings if h.key == holder), None)
     if own is not None:
         return _running_plan(own, profiles, devices, holdings)
     free = effective_free(devices, holdings)
@@ -183,13 +192,13 @@ def plan(model: str, profiles: Sequence[Profile], devices: Mapping[str, DeviceSt
             usable.append(prof)
     for prof in usable:
         if not _short(prof, free):
-            return Plan(model, True, prof.name, (), f"profile {prof.name} fits",
+            return Plan(holder, True, prof.name, (), f"profile {prof.name} fits",
                         _device_plans(prof, devices, free, holdings, []))
     for prof in usable:
-        evict = _evictions_for(prof, free, holdings)
+        evict = _evictions_for(prof, free, holdings, model)
         if evict is not None:
-            names = tuple(h.model for h in evict)
-            return Plan(model, True, prof.name, names, f"profile {prof.name} fits after evicting {', '.join(names)}",
+            names = tuple(h.key for h in evict)
+            return Plan(holder, True, prof.name, names, f"profile {prof.name} fits after evicting {', '.join(names)}",
                         _device_plans(prof, devices, free, holdings, evict))
     for prof in usable:
         short = _short(prof, free)
@@ -200,4 +209,4 @@ def plan(model: str, profiles: Sequence[Profile], devices: Mapping[str, DeviceSt
     first = usable[0] if usable else (profiles[0] if profiles else None)
     reason = "no hardware profile fits: " + " | ".join(problems) if problems else "model has no hardware profile"
     devs = _device_plans(first, devices, free, holdings, []) if first else ()
-    return Plan(model, False, None, (), reason, devs)
+    return Plan(holder, False, None, (), reason, devs)

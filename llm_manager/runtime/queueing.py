@@ -8,6 +8,7 @@ line per slot it could have had.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from ..errors import QueueFull, RateLimited
@@ -23,6 +24,11 @@ class Gate:
         self.low_in_flight = 0
         self._waiters: deque[asyncio.Future] = deque()
         self._low: deque[asyncio.Future] = deque()
+        self._since: dict[asyncio.Future, float] = {}  # monotonic time each interactive waiter joined
+
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting interactive request has been queued (0 when none waits)."""
+        return time.monotonic() - self._since.get(self._waiters[0], time.monotonic()) if self._waiters else 0.0
 
     @property
     def queued(self) -> int:
@@ -66,7 +72,10 @@ class Gate:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         queue.append(fut)
-        timer = None if low else loop.call_later(self.timeout, self._expire, fut, model)
+        timer = None
+        if not low:
+            self._since[fut] = time.monotonic()
+            timer = loop.call_later(self.timeout, self._expire, fut, model)
         try:
             await fut  # not wait_for: on 3.10/3.11 it swallows a cancellation that races the hand-over
         except asyncio.CancelledError:
@@ -78,6 +87,7 @@ class Gate:
         finally:
             if timer is not None:
                 timer.cancel()
+                self._since.pop(fut, None)
         # the waker already counted us in flight
 
     def _expire(self, fut: asyncio.Future, model: str) -> None:

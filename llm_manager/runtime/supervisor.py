@@ -74,10 +74,12 @@ def port_owner(port: int) -> str:
     return "another process"
 
 
-def launch_argv(model: ModelConfig, profile: Profile, base_dir: Path) -> list[str]:
-    """The argv that starts this profile; ``${PORT}``, ``${MODEL}`` and ``${PYTHON}`` are substituted."""
+def launch_argv(model: ModelConfig, profile: Profile, base_dir: Path, instance: int = 0) -> list[str]:
+    """The argv that starts this profile as instance ``instance``; ``${PORT}`` (the instance's), ``${INSTANCE}``,
+    ``${MODEL}`` and ``${PYTHON}`` are substituted."""
     if profile.command:
-        subst = {"${PORT}": str(model.port), "${MODEL}": model.name, "${PYTHON}": sys.executable}
+        subst = {"${PORT}": str(model.instance_port(instance)), "${INSTANCE}": str(instance), "${MODEL}": model.name,
+                 "${PYTHON}": sys.executable}
         argv = []
         for arg in profile.command:
             for k, v in subst.items():
@@ -101,11 +103,19 @@ def launch_argv(model: ModelConfig, profile: Profile, base_dir: Path) -> list[st
 
 
 class Supervisor:
-    """Owns one model's process. All methods run on the event loop."""
+    """Owns one process of a model (instance ``instance``); as a routing target it is local and keyless.
+    All methods run on the event loop."""
+
+    remote = False
+    weight = 1.0
+    headers: dict[str, str] = {}
+    upstream_model = None  # the body's model is sent as it is
 
     def __init__(self, model: ModelConfig, config: Config, log: ModelLog, reaper: Reaper | None = None,
-                 on_change: Callable[[Supervisor, str, str], None] | None = None):
+                 on_change: Callable[[Supervisor, str, str], None] | None = None, instance: int = 0,
+                 gate: Gate | None = None):
         self.model = model
+        self.instance = instance
         self.config = config
         self.log = log
         self.reaper = reaper
@@ -116,7 +126,8 @@ class Supervisor:
         self.started_at: float | None = None  # wall clock, when the launch began
         self.ready_at: float | None = None
         self.last_used: float = 0.0
-        self.gate = Gate(model.max_concurrency, model.max_queue, model.queue_timeout)
+        self.gate = gate or Gate(model.max_concurrency, model.max_queue, model.queue_timeout)  # the model's queue
+        self.in_flight = 0  # requests this instance serves now
         self.waiting_start = 0  # requests waiting for this model to become ready
         self.pending_restart = False  # config changed while it ran: restart when idle
         self.last_error: str | None = None
@@ -142,8 +153,20 @@ class Supervisor:
         return self.proc.pid if self.proc and self.proc.returncode is None else None
 
     @property
-    def in_flight(self) -> int:
-        return self.gate.in_flight
+    def id(self) -> str:
+        """The model's name for instance 0 (so a one-instance model reads as before), ``name@i`` for the others."""
+        return self.model.name if self.instance == 0 else f"{self.model.name}@{self.instance}"
+
+    @property
+    def port(self) -> int:
+        return self.model.instance_port(self.instance)
+
+    @property
+    def limit(self) -> int | None:
+        return self.model.max_concurrency
+
+    def url(self, endpoint: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{endpoint}"
 
     @property
     def queued(self) -> int:
@@ -151,13 +174,14 @@ class Supervisor:
 
     @property
     def busy(self) -> bool:
-        return self.gate.in_flight > 0 or self.gate.queued > 0 or self.waiting_start > 0
+        """Serving, or its model has requests queued or waiting for a start: never evicted or idled out."""
+        return self.in_flight > 0 or self.gate.queued > 0 or self.waiting_start > 0
 
     def info(self) -> dict:
         now = time.time()
         return {
             "name": self.model.name, "aliases": list(self.model.aliases), "mode": self.model.mode,
-            "port": self.model.port, "state": self.state.value,
+            "id": self.id, "instance": self.instance, "port": self.port, "state": self.state.value,
             "profile": self.profile.name if self.profile else None,
             "profiles": [p.name for p in self.model.profiles], "pid": self.pid,
             "in_flight": self.in_flight, "queued": self.queued, "last_used": self.last_used or None,
@@ -175,7 +199,6 @@ class Supervisor:
         """A reloaded config: new limits apply at once; a running process restarts once idle if its block changed."""
         changed = model != self.model
         self.config, self.model = config, model
-        self.gate.set_limits(model.max_concurrency, model.max_queue, model.queue_timeout)
         if changed and self.state in (State.STARTING, State.READY):
             self.pending_restart = True
 
@@ -184,7 +207,7 @@ class Supervisor:
         wait = self.retry_at - time.monotonic()
         if self.state == State.FAILED and wait > 0:
             raise Unavailable(
-                f"model {self.model.name} failed {self.crashes} times in a row ({self.last_error}); "
+                f"model {self.id} failed {self.crashes} times in a row ({self.last_error}); "
                 f"retrying in {wait:.0f} s", headers={"Retry-After": str(max(1, int(wait + 0.999)))})
 
     def begin_start(self, profile: Profile) -> asyncio.Task:
@@ -220,20 +243,20 @@ class Supervisor:
             raise
         except Exception as exc:  # an unexpected failure must not leave a process running
             await self._fail_start(f"{type(exc).__name__}: {exc}")
-            raise StartFailed(f"model {self.model.name}: {exc}") from exc
+            raise StartFailed(f"model {self.id}: {exc}") from exc
         self.ready_at = time.time()
         self.last_used = time.time()
         self.last_error = None
         self._set_state(State.READY, "ready", f"in {self.ready_at - (self.started_at or self.ready_at):.2f} s")
 
     async def _launch(self, profile: Profile) -> None:
-        port = self.model.port
+        port = self.port
         if port_in_use(port):
-            raise StartFailed(f"model {self.model.name}: port {port} is already in use by {port_owner(port)}, "
+            raise StartFailed(f"model {self.id}: port {port} is already in use by {port_owner(port)}, "
                               "which llm-manager did not start")
-        argv = launch_argv(self.model, profile, self.config.base_dir)
+        argv = launch_argv(self.model, profile, self.config.base_dir, self.instance)
         env = {**os.environ, **profile.env, "PORT": str(port), "LLM_MANAGER_PORT": str(port),
-               "LLM_MANAGER_MODEL": self.model.name, "PYTHONUNBUFFERED": "1"}
+               "INSTANCE": str(self.instance), "LLM_MANAGER_MODEL": self.model.name, "PYTHONUNBUFFERED": "1"}
         cwd = profile.cwd or str(self.config.base_dir)
         self.log.add(f"launch: {' '.join(argv)} (cwd {cwd})", "manager")
         spawn_argv, preexec = ([SETPRIV, "--pdeathsig", "KILL", "--", *argv], None) if SETPRIV else (argv, set_pdeathsig)
@@ -244,7 +267,7 @@ class Supervisor:
                 preexec_fn=preexec, limit=1 << 20,
             )
         except OSError as exc:
-            raise StartFailed(f"model {self.model.name}: cannot launch {argv[0]}: {exc.strerror or exc}") from None
+            raise StartFailed(f"model {self.id}: cannot launch {argv[0]}: {exc.strerror or exc}") from None
         if self.reaper is not None:
             self.reaper.add(self.proc.pid)
         self._readers = [asyncio.ensure_future(self._read(self.proc.stdout, "stdout")),
@@ -279,15 +302,15 @@ class Supervisor:
         started = time.monotonic()
         deadline = started + self.model.start_timeout
         delay = HEALTH_POLL_FIRST
-        url = f"http://127.0.0.1:{self.model.port}"
+        url = f"http://127.0.0.1:{self.port}"
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False) as client:
             while True:
                 if self.proc.returncode is not None:
                     await self._drain_output()
-                    raise StartFailed(f"model {self.model.name} exited with code {self.proc.returncode} "
+                    raise StartFailed(f"model {self.id} exited with code {self.proc.returncode} "
                                       f"while starting{self._last_lines()}")
                 if time.monotonic() > deadline:
-                    raise StartFailed(f"model {self.model.name} did not become healthy within "
+                    raise StartFailed(f"model {self.id} did not become healthy within "
                                       f"{self.model.start_timeout:g} s{self._last_lines()}")
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.get(url + path)

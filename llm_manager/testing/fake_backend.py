@@ -48,6 +48,7 @@ class BackendOptions:
     embedding_dim: int = 64
     log_requests: bool = True
     done_delay: float = 0.0  # seconds between "data: [DONE]" and the end of the body
+    api_key: str | None = None  # when set, /v1 requests must carry "Authorization: Bearer <api_key>" (a cloud API)
 
 
 class BackendState:
@@ -88,6 +89,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Server", "llama.cpp (fake-backend)")
 
+    def prepare(self) -> None:
+        key = self.state.options.api_key
+        if key and self.request.path.startswith("/v1/") and self.request.headers.get("Authorization") != f"Bearer {key}":
+            self.send_error_json(401, "Invalid API Key", "authentication_error")
+
     def send_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(payload if isinstance(payload, bytes) else _dumps(payload))
@@ -106,7 +112,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
-        raise tornado.web.HTTPError(404)
+        super().prepare()
+        if not self._finished:
+            raise tornado.web.HTTPError(404)
 
 
 class HealthHandler(BaseHandler):
@@ -322,6 +330,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "fake_backend") -> arg
     p.add_argument("--done-delay", type=float, default=0.0, metavar="SECONDS",
                    help="end a stream's body this long after 'data: [DONE]' (the openai client hangs up at [DONE])")
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 requests")
     return p.parse_args(argv)
 
 
@@ -339,7 +348,7 @@ def main(argv: list[str] | None = None, prog: str = "fake_backend") -> int:
         host=args.host, port=args.port, model=args.model, load_delay=args.load_delay,
         tokens_per_second=args.tokens_per_second, crash_after=args.crash_after, hang=args.hang,
         fast=args.fast, max_tokens_default=args.max_tokens_default, embedding_dim=args.embedding_dim,
-        log_requests=not args.quiet, done_delay=args.done_delay,
+        log_requests=not args.quiet, done_delay=args.done_delay, api_key=args.api_key,
     )
     return asyncio.run(serve(options))
 

@@ -121,7 +121,7 @@ def test_management_api(mgr):
     r = mgr.http.post("/api/models/rerank-model/start", params={"wait": 1})
     assert r.status_code == 200 and r.json()["state"] == "ready"
     gpu = next(d for d in mgr.http.get("/api/devices", params={"fresh": 1}).json()["devices"] if d["name"] == "gpu a")
-    assert {"model": "rerank-model", "memory_mb": 500, "state": "ready"} in gpu["models"]
+    assert {"model": "rerank-model", "instance": "rerank-model", "memory_mb": 500, "state": "ready"} in gpu["models"]
     m = mgr.models()["rerank-model"]
     assert m["pid"] and m["profile"] == "gpu" and m["uptime_s"] >= 0
     logs = mgr.http.get("/api/logs/rerank-model").json()["lines"]
