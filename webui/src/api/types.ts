@@ -24,7 +24,8 @@ export interface ModelInfo {
   name: string;
   aliases: string[];
   mode: string;
-  port: number;
+  /** null for a model served by upstreams only */
+  port: number | null;
   state: ModelState | string;
   profile: string | null;
   profiles: string[];
@@ -39,6 +40,44 @@ export interface ModelInfo {
   start_elapsed_s: number | null;
   start_timeout_s: number;
   restarts: number;
+  /** Scale-out (newer servers only; absent: one local process, as before). */
+  max_instances?: number;
+  min_instances?: number;
+  /** Models tried in order when this one cannot serve. */
+  fallbacks?: string[];
+  /** Local processes of this model; instance 0's id is the model name. */
+  instances?: InstanceInfo[];
+  /** Remote OpenAI-compatible endpoints serving this model (never started or stopped here). */
+  upstreams?: UpstreamInfo[];
+}
+
+/** One local process of a model. */
+export interface InstanceInfo {
+  /** "demo-chat" for instance 0, "demo-chat@1" for the next. */
+  id: string;
+  instance: number;
+  port: number;
+  state: ModelState | string;
+  pid: number | null;
+  profile: string | null;
+  devices: string[];
+  in_flight: number;
+  uptime_s: number | null;
+  last_error: string | null;
+}
+
+/** One remote upstream of a model, as health-checked by the manager. */
+export interface UpstreamInfo {
+  /** The URL's host[:port]: how answers and usage rows name it. */
+  id: string;
+  url: string;
+  healthy: boolean;
+  /** Seconds left in its cool-down after failures (0: not cooling). */
+  cooling_s: number;
+  in_flight: number;
+  failures: number;
+  last_error: string | null;
+  weight: number;
 }
 
 export interface DeviceModelUse {
@@ -174,6 +213,8 @@ export interface UsageRecord {
   cost: number;
   ts: number;
   key_id: string | null;
+  /** Which instance ("demo-chat@1") or upstream host served it (newer servers only). */
+  instance?: string;
 }
 
 export interface ManagerEvent {

@@ -9,6 +9,14 @@ interface Props {
 
 /** Start / Stop for one model; the button offered follows its state. */
 export function ModelButtons({ model, busy, onAction }: Props) {
+  // served by remote upstreams alone: nothing here to start or stop
+  if (model.max_instances === 0 && !model.instances?.length) {
+    return (
+      <span className="muted small nowrap" data-testid={`remote-${model.name}`}>
+        remote only
+      </span>
+    );
+  }
   const running = model.state === "ready" || model.state === "starting";
   const stopping = model.state === "stopping";
   return (

@@ -9,6 +9,8 @@ import { ModelButtons } from "./ModelButtons";
 import { liveUptime, loadElapsed } from "../lib/loadElapsed";
 import { ModelStatus } from "./ModelStatus";
 import { PlanPanel } from "./PlanPanel";
+import { hasServing } from "../lib/serving";
+import { ServingTable } from "./ServingTable";
 
 interface Props {
   model: ModelInfo;
@@ -32,7 +34,7 @@ export function ModelDetail({
   const now = useNow(m.state === "starting" || m.state === "ready");
   const facts: [string, string][] = [
     ["Mode", m.mode],
-    ["Port", String(m.port)],
+    ["Port", m.port == null ? "–" : String(m.port)],
     ["PID", m.pid == null ? "–" : String(m.pid)],
     ["Profile", m.profile ?? "–"],
     ["Profiles", m.profiles.length ? m.profiles.join(", ") : "–"],
@@ -45,6 +47,13 @@ export function ModelDetail({
     ["Restarts", String(m.restarts)],
     ["In flight / queued", `${m.in_flight} / ${m.queued}`],
   ];
+  const serving = hasServing(m);
+  if (serving) {
+    const limits = `min ${m.min_instances ?? 0}, max ${m.max_instances ?? 1}`;
+    const counts = stateCounts(m.instances ?? []);
+    facts.push(["Instances", counts ? `${counts} (${limits})` : "none: served by upstreams only"]);
+  }
+  if (m.fallbacks?.length) facts.push(["Fallbacks", m.fallbacks.join(" → ")]);
   return (
     <section className="card detail" aria-labelledby="detail-title" data-testid="model-detail">
       <header className="card-head">
@@ -79,6 +88,14 @@ export function ModelDetail({
           </div>
         ))}
       </dl>
+      {serving ? (
+        <section className="subcard" aria-labelledby="serving-title">
+          <h3 id="serving-title" className="card-title">
+            Instances &amp; upstreams
+          </h3>
+          <ServingTable model={m} seenAt={seenAt} />
+        </section>
+      ) : null}
       <p>
         <Link to={`/logs/${encodeURIComponent(m.name)}`}>Open live logs →</Link>
       </p>
@@ -86,4 +103,11 @@ export function ModelDetail({
       <ConfigPanel model={m.name} doc={config} error={configError} />
     </section>
   );
+}
+
+/** "2 ready · 1 starting", in the order the states first appear. */
+function stateCounts(instances: { state: string }[]): string {
+  const counts = new Map<string, number>();
+  for (const i of instances) counts.set(i.state, (counts.get(i.state) ?? 0) + 1);
+  return [...counts].map(([state, n]) => `${n} ${state}`).join(" · ");
 }

@@ -6,6 +6,8 @@ import { formatDuration, formatRate } from "../lib/format";
 import { ModelButtons } from "./ModelButtons";
 import { liveUptime, loadElapsed } from "../lib/loadElapsed";
 import { ModelStatus } from "./ModelStatus";
+import { hasServing } from "../lib/serving";
+import { ServingChips } from "./ServingChips";
 
 interface Props {
   models: ModelInfo[];
@@ -60,12 +62,16 @@ export function ModelTable(props: Props) {
       <tbody>
         {models.map((m) => {
           const rate = rates?.[m.name];
-          return (
+          const serving = hasServing(m);
+          const rowClass = [activeName === m.name ? "active" : "", serving ? "has-serving" : ""]
+            .filter(Boolean)
+            .join(" ");
+          return [
             <tr
               key={m.name}
               data-testid={`model-row-${m.name}`}
               data-state={m.state}
-              className={activeName === m.name ? "active" : undefined}
+              className={rowClass || undefined}
             >
               <td data-label="Model" className="cell-name">
                 <span className="name-line">
@@ -101,8 +107,18 @@ export function ModelTable(props: Props) {
               <td className="col-actions">
                 <ModelButtons model={m} busy={pending.has(m.name)} onAction={onAction} />
               </td>
-            </tr>
-          );
+            </tr>,
+            serving ? (
+              <tr
+                key={`${m.name}/serving`}
+                className={`serving-row${activeName === m.name ? " active" : ""}`}
+              >
+                <td colSpan={6} className="col-serving">
+                  <ServingChips model={m} seenAt={seenAt[m.name]} />
+                </td>
+              </tr>
+            ) : null,
+          ];
         })}
       </tbody>
     </table>

@@ -1,5 +1,6 @@
 import type { UsageRecord } from "../api/types";
 import { formatClock, formatMoney, formatNumber } from "../lib/format";
+import { servedBy, showsServedBy } from "../lib/serving";
 
 /** Requests as they arrive on the event stream (newest first). */
 export function RecentRequests({
@@ -9,6 +10,9 @@ export function RecentRequests({
   records: UsageRecord[];
   currency: string;
 }) {
+  const shown = records.slice(0, 25);
+  // Only once a request was served by another instance or an upstream: one process per model needs no column.
+  const withServedBy = showsServedBy(shown);
   return (
     <section className="card" aria-labelledby="recent-title">
       <header className="card-head">
@@ -26,6 +30,7 @@ export function RecentRequests({
               <tr>
                 <th>Time</th>
                 <th>Model</th>
+                {withServedBy ? <th>Served by</th> : null}
                 <th>Endpoint</th>
                 <th>Status</th>
                 <th>Tokens</th>
@@ -35,10 +40,19 @@ export function RecentRequests({
               </tr>
             </thead>
             <tbody>
-              {records.slice(0, 25).map((r, i) => (
+              {shown.map((r, i) => (
                 <tr key={`${r.ts}-${i}`}>
                   <td className="mono">{formatClock(r.ts)}</td>
                   <td>{r.model}</td>
+                  {withServedBy ? (
+                    <td
+                      className="mono small"
+                      data-testid="served-by"
+                      title={r.instance || undefined}
+                    >
+                      {servedBy(r.model, r.instance) || "–"}
+                    </td>
+                  ) : null}
                   <td className="mono small">{r.endpoint}</td>
                   <td className={Number(r.status) >= 400 ? "text-bad" : ""}>{r.status}</td>
                   <td>{formatNumber(r.total_tokens)}</td>
