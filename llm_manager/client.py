@@ -57,9 +57,9 @@ class Client:
     def stop_model(self, name: str) -> dict[str, Any]:
         return self._call("POST", f"/api/models/{name}/stop")
 
-    def plan(self, name: str) -> dict[str, Any]:
-        """What starting ``name`` would do now, without acting."""
-        return self._call("GET", f"/api/plan/{name}")
+    def plan(self, name: str, more: bool = False) -> dict[str, Any]:
+        """What starting ``name`` would do now, without acting; ``more``: what one more instance would do."""
+        return self._call("GET", f"/api/plan/{name}", params={"more": "1"} if more else None)
 
     def devices_info(self) -> dict[str, Any]:
         return self._call("GET", "/api/devices")

@@ -36,6 +36,8 @@ class ManagerCollector:
                 state.add_metric([info["name"], s], 1.0 if info["state"] == s else 0.0)
             in_flight.add_metric([info["name"]], info["in_flight"])
             queued.add_metric([info["name"]], info["queued"])
+        yield from (state, in_flight, queued)
+        yield from self._targets()
         used = GaugeMetricFamily("llm_device_memory_used_bytes", "device memory in use", labels=["device"])
         total = GaugeMetricFamily("llm_device_memory_total_bytes", "device memory", labels=["device"])
         online = GaugeMetricFamily("llm_device_online", "1 when the device is online", labels=["device"])
@@ -43,7 +45,28 @@ class ManagerCollector:
             used.add_metric([d["name"]], float(d.get("used_memory_mb") or 0) * MIB)
             total.add_metric([d["name"]], float(d.get("total_memory_mb") or 0) * MIB)
             online.add_metric([d["name"]], 1.0 if d.get("online") else 0.0)
-        yield from (state, in_flight, queued, used, total, online)
+        yield from (used, total, online)
+
+    def _targets(self) -> Iterator[GaugeMetricFamily]:
+        """Each instance's state and load, each remote upstream's health and cool-down."""
+        labels = ["model", "instance"]
+        ready = GaugeMetricFamily("llm_instance_ready", "1 when the instance is ready", labels=labels)
+        busy = GaugeMetricFamily("llm_instance_in_flight", "requests the instance serves now", labels=labels)
+        healthy = GaugeMetricFamily("llm_upstream_healthy", "1 when the remote upstream takes requests",
+                                    labels=["model", "upstream"])
+        cooling = GaugeMetricFamily("llm_upstream_cooldown_seconds", "seconds before the upstream is checked again",
+                                    labels=["model", "upstream"])
+        up_busy = GaugeMetricFamily("llm_upstream_in_flight", "requests the upstream serves now",
+                                    labels=["model", "upstream"])
+        for group in self.manager.groups.values():
+            for sup in group.instances:
+                ready.add_metric([group.model.name, sup.id], 1.0 if sup.state.value == "ready" else 0.0)
+                busy.add_metric([group.model.name, sup.id], sup.in_flight)
+            for remote in group.remotes:
+                healthy.add_metric([group.model.name, remote.id], 1.0 if remote.usable else 0.0)
+                cooling.add_metric([group.model.name, remote.id], remote.cooling_s())
+                up_busy.add_metric([group.model.name, remote.id], remote.in_flight)
+        yield from (ready, busy, healthy, cooling, up_busy)
 
 
 class Metrics:
@@ -51,6 +74,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("llm_requests", "proxied requests", ["model", "endpoint", "status"], registry=r)
+        self.served = Counter("llm_instance_requests", "requests answered, by the instance or upstream that served "
+                              "them", ["model", "instance"], registry=r)
         self.tokens = Counter("llm_tokens", "tokens counted", ["model", "kind"], registry=r)
         self.cost = Counter("llm_cost", "money spent, in the model's pricing currency", ["model"], registry=r)
         self.latency = Histogram("llm_request_duration_seconds", "request time, arrival to last byte", ["model"],
@@ -68,6 +93,7 @@ class Metrics:
 
         self._per_model: dict[str, tuple[Any, ...]] = {}  # labelled children, looked up once per model
         self._requests: dict[tuple[str, str, int], Any] = {}
+        self._served: dict[tuple[str, str], Any] = {}
 
     def observe(self, rec: UsageRecord) -> None:
         """Count one finished request (on the hot path: the labelled series are cached)."""
@@ -82,6 +108,11 @@ class Metrics:
         if requests is None:
             requests = self._requests[key] = self.requests.labels(rec.model, rec.endpoint, str(rec.status))
         requests.inc()
+        if rec.instance:
+            served = self._served.get((rec.model, rec.instance))
+            if served is None:
+                served = self._served[(rec.model, rec.instance)] = self.served.labels(rec.model, rec.instance)
+            served.inc()
         if rec.cached:  # no model worked for it: its tokens were saved, not spent
             self.cache_hits.labels(rec.model).inc()
             self.cache_saved.labels(rec.model).inc(rec.total_tokens)

@@ -93,7 +93,9 @@ def _log_failure(task: asyncio.Future) -> None:
 
 class PlanHandler(ManagementHandler):
     async def get(self, name: str) -> None:
-        self.write_json((await self.manager.plan(name)).to_dict())
+        """What a start would do now; ``?more=1``: what one more instance would do (the next one not running)."""
+        more = self.get_argument("more", "0").lower() in ("1", "true", "yes")
+        self.write_json((await self.manager.plan(name, more=more)).to_dict())
 
 
 class LogsHandler(ManagementHandler):

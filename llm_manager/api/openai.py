@@ -74,7 +74,7 @@ class V1OtherHandler(BaseHandler):
     endpoint, 404 elsewhere."""
 
     def prepare(self) -> None:
-        if self.request.method != "OPTIONS" and self.request.path.strip("/") not in self.service.pipeline.served():
+        if self.request.method != "OPTIONS" and self.request.path.strip("/") not in self.service.pipeline.admission.served():
             raise NotFound(f"no route for {self.request.method} {self.request.path}")
 
 
@@ -93,7 +93,7 @@ def route_v1(pipeline: Pipeline) -> Callable[[httputil.RequestStartLine], Callab
         if path.startswith("/v1/"):
             return None if path.startswith(("/v1/models", "/v1/files", "/v1/batches")) else make
         bare = path.partition("?")[0].strip("/")
-        return make if bare in pipeline.served() or pipeline.adapter_for(bare) is not None else None
+        return make if bare in pipeline.admission.served() or pipeline.admission.adapter_for(bare) is not None else None
 
     return route
 
@@ -111,7 +111,7 @@ class ProxyExchange(Exchange):
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> None:
         if isinstance(start_line, httputil.RequestStartLine):  # before any early error: it picks the error shape
-            self.adapter = self.pipeline.adapter_for(start_line.path.partition("?")[0].strip("/"))
+            self.adapter = self.pipeline.admission.adapter_for(start_line.path.partition("?")[0].strip("/"))
         super().headers_received(start_line, headers)
 
     def check_head(self, request: httputil.HTTPServerRequest) -> None:

@@ -12,17 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..accounting.layer import Accounting
 from ..accounting.record import UsageRecord
-from ..accounting.security import Caller, KeyInfo
-from ..config.parse import Config, ModelConfig
+from ..config.parse import Config
 from ..errors import (
-    BadRequest,
     LLMManagerError,
-    NotFound,
     QueueFull,
     Unavailable,
     UpstreamError,
@@ -31,11 +27,11 @@ from ..errors import (
 from ..runtime.group import Target
 from ..runtime.manager import Manager
 from ..runtime.remote import Remote
+from .admission import Admission, Admitted, Call
 from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
-from .protocols.base import Adapter, AnswerTranslator, TranslatingReply
+from .protocols.base import Adapter, TranslatingReply
 from .relay import Outcome, forward, prepare_stream_body
 from .upstream import make_client, make_remote_client
-from .validation import EndpointTable, check_fields, json_object, shown
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +40,6 @@ CACHE_HEADER = "X-LLM-Manager-Cache"  # hit | miss | bypass, on answers to cache
 MODEL_HEADER = "X-LLM-Manager-Model"  # the model that answered (not the one asked for, after a fallback)
 INSTANCE_HEADER = "X-LLM-Manager-Instance"  # the instance id, or the remote upstream's host
 RETRY_STATUSES = frozenset({502, 503})  # an upstream answer that says "not me, not now": try another target
-
-
-@dataclass
-class Call:
-    """One request as the core sees it: which endpoint, the body's bytes, who sent it."""
-
-    path: str  # as asked, without leading slash: "v1/chat/completions", "v2/rerank", "v1/messages"
-    raw: bytes
-    caller: Caller
-    started: float = field(default_factory=time.monotonic)
-    adapter: Adapter | None = None  # the client protocol when it is not OpenAI's (Pipeline.adapter_for)
-    batch_id: str | None = None  # a line of this batch (Batches API): counted as such, served at low priority
-    no_cache: bool = False  # the client asked for a fresh answer (Cache-Control: no-cache); it is still stored
 
 
 class Reply(Protocol):
@@ -74,30 +57,13 @@ class Reply(Protocol):
         """Add a header to the answer (only before it started)."""
 
 
-@dataclass
-class Admitted:
-    """A call that passed every check and may take a model's capacity."""
-
-    endpoint: str  # upstream path
-    body: dict[str, Any]  # as sent upstream (translated, when the call's protocol is translated)
-    model: ModelConfig
-    key: KeyInfo | None
-    stream: bool
-    raw: bytes  # the bytes sent upstream
-    label: str  # the usage rows' endpoint
-    alias: str  # the model name the client used
-    translator: AnswerTranslator | None = None  # set when the answer must be translated back
-    local: bytes | None = None  # an answer given without the model (count_tokens)
-
-
 class Pipeline:
     """Runs calls through the manager: the only place that orders the steps of a request."""
 
     def __init__(self, manager: Manager, accounting: Accounting, adapters: tuple[Adapter, ...] = ()):
         self.manager = manager
         self.accounting = accounting
-        self.endpoints = EndpointTable()
-        self.adapters = {path: a for a in adapters for path in a.paths}  # path -> its protocol's adapter
+        self.admission = Admission(manager, accounting, adapters)
         self.http = make_client()  # one pooled client to every local instance; closed by close()
         self.remote_http = make_remote_client()  # remote upstreams (https, proxies from the environment)
         self.cache = ResponseCache(int(manager.config.program.cache_mb * MIB))
@@ -112,88 +78,10 @@ class Pipeline:
         self.cache.resize(int(new.program.cache_mb * MIB))
         self.cache.retain(new.models)
 
-    def adapter_for(self, path: str) -> Adapter | None:
-        return self.adapters.get(path)
-
-    def served(self) -> dict[str, str]:
-        """Every path the loaded interface plugins serve, mapped to the endpoint it is forwarded as."""
-        return self.endpoints.table(self.manager.interfaces)
-
-    def admit(self, call: Call, fallback: str | None = None) -> Admitted:
-        """Everything decided before a model is touched: 404/400/401/403/429 come from here. ``fallback``: admit
-        the call for that model instead of the one it names (the same checks: key scope, mode, budget)."""
-        if call.adapter is not None:
-            return self._admit_protocol(call, call.adapter, fallback)
-        endpoint = self.served().get(call.path)
-        if endpoint is None:  # before the body is looked at: no model makes an unknown path exist
-            raise NotFound(f"no endpoint /{call.path}; served: " + ", ".join("/" + e for e in sorted(self.served())))
-        body = json_object(call.raw)
-        raw = call.raw
-        if fallback is not None:
-            body = {**body, "model": fallback}
-            raw = json.dumps(body).encode()
-        name = body.get("model")
-        if name is None:
-            raise BadRequest("missing required field: model", param="model")
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
-                             param="model")
-        security = self.accounting.security  # read per call: a config reload replaces it
-        key = security.authorize(call.caller, name)
-        model = self.manager.resolve(name)
-        self._check_model(body, endpoint, model)
-        check_fields(body)
-        security.check_budget(key, model.name)
-        return Admitted(endpoint, body, model, key, body.get("stream") is True, raw,
-                        endpoint.removeprefix("v1/"), name)
-
-    def _check_model(self, body: dict[str, Any], endpoint: str, model: ModelConfig) -> None:
-        iface = self.manager.interfaces.get(model.mode)
-        if iface is None:
-            raise BadRequest(f"model {model.name} has mode {model.mode}, for which no interface plugin is loaded")
-        ok, message = iface.validate_request(endpoint, model.name)
-        if not ok:
-            raise BadRequest(message, param="model")
-        problem = iface.validate_body(endpoint, body)
-        if problem:
-            raise BadRequest(problem, param=problem.split(":")[0])
-
-    def _admit_protocol(self, call: Call, adapter: Adapter, fallback: str | None = None) -> Admitted:
-        """A call in another client protocol: relayed as it is to a server that speaks it, else translated."""
-        op = adapter.paths[call.path]
-        native = json_object(call.raw)
-        raw = call.raw
-        if fallback is not None:
-            native = {**native, "model": fallback}
-            raw = json.dumps(native).encode()
-        name = fallback or adapter.model_of(op, native)
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"model must be a non-empty string (a model name or alias), got {shown(name)}",
-                             param="model")
-        security = self.accounting.security
-        key = security.authorize(call.caller, name)
-        model = self.manager.resolve(name)
-        label = adapter.labels.get(op, op)
-        speaks = adapter.name in model.protocols and op in adapter.native
-        local = None if speaks else adapter.local(op, native, model.name)  # the model's own answer first
-        if local is not None:
-            return Admitted("", native, model, key, False, raw, label, name, local=local)
-        if speaks:
-            endpoint, body = adapter.native[op], native
-            raw, translator = adapter.to_native(op, native, raw, model.name)
-        else:
-            endpoint, body = adapter.to_openai(op, native, model.name)
-            if endpoint not in adapter.auxiliary:
-                self._check_model(body, endpoint, model)
-            check_fields(body)
-            raw, translator = json.dumps(body).encode(), adapter.translator(op, native, model.name)
-        security.check_budget(key, model.name)
-        return Admitted(endpoint, body, model, key, body.get("stream") is True, raw, label, name, translator)
-
     async def handle(self, call: Call, reply: Reply) -> UsageRecord:
         """Admit, serve and account one call; an error before the answer started is raised for the caller to
         render in its protocol's shape, one after it is told in-band (an SSE error event)."""
-        admitted = self.admit(call)
+        admitted = self.admission.admit(call)
         if admitted.local is not None:
             reply.whole(200, "application/json", admitted.local)
             return UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=200, alias=admitted.alias)
@@ -240,7 +128,7 @@ class Pipeline:
         tried = {admitted.model.name}
         for name in admitted.model.fallbacks:
             try:
-                other = self.admit(call, fallback=name)
+                other = self.admission.admit(call, fallback=name)
             except LLMManagerError as exc:
                 log.info("fallback %s of %s skipped: %s", name, admitted.model.name, exc.message)
                 continue

@@ -76,6 +76,8 @@ class ModelGroup:
 
     def take_config(self, config: Config, model: ModelConfig) -> list[Supervisor]:
         """A reloaded config: instances take their new block; returns those beyond the new ``max_instances``."""
+        if model.min_instances != self.model.min_instances:
+            self.stopped_by_operator = False  # a new minimum is a new wish
         self.config, self.model = config, model
         for sup in self.instances:
             sup.take_config(config, model)
@@ -116,10 +118,13 @@ class ModelGroup:
         return [s for s in self.instances if s.state in (State.STARTING, State.READY)]
 
     def next_to_start(self) -> Supervisor | None:
-        """The instance a start would launch: a stopped one, else a failed one (its back-off decides)."""
-        stopped = [s for s in self.instances if s.state == State.STOPPED]
-        failed = [s for s in self.instances if s.state == State.FAILED]
-        return (stopped or failed or [None])[0]
+        """The instance a start would launch: a stopped one, else a failed one (its back-off decides), else one
+        still stopping (the start waits for the stop)."""
+        for state in (State.STOPPED, State.FAILED, State.STOPPING):
+            for sup in self.instances:
+                if sup.state == state:
+                    return sup
+        return None
 
     @property
     def last_used(self) -> float:

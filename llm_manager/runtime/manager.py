@@ -20,18 +20,17 @@ from .. import __version__
 from ..accounting.live import LiveUsage
 from ..accounting.record import UsageRecord
 from ..config.parse import Config, ModelConfig
-from ..errors import NoCapacity, NotFound, StartFailed, Unavailable
+from ..errors import NotFound, Unavailable
 from ..plugin_loader import load_plugins
 from .bus import EventBus
-from .device_snapshot import DeviceSnapshotMixin
 from .devices import DeviceRegistry
 from .group import ModelGroup, Target
 from .hotreload import ConfigWatcher
-from .placement import Plan, plan
 from .reaper import Reaper
 from .remote import Remote
 from .router import Router
 from .scaling import Autoscaler
+from .starter import InstanceStarter
 from .supervisor import State, Supervisor
 
 log = logging.getLogger(__name__)
@@ -41,9 +40,10 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
 
 
-class Manager(DeviceSnapshotMixin):
-    """Drives models, devices and requests, and takes the device snapshots placement decides on
-    (DeviceSnapshotMixin). Usage, cost and keys are ``accounting.Accounting``'s, attached through the hooks."""
+class Manager(InstanceStarter):
+    """Drives models, devices and requests; starts instances where they fit (InstanceStarter, on the device
+    snapshots of DeviceSnapshotMixin). Usage, cost and keys are ``accounting.Accounting``'s, attached through the
+    hooks."""
 
     def __init__(self, config: Config, data_dir: Path | str | None = None):
         self.config = config
@@ -211,86 +211,6 @@ class Manager(DeviceSnapshotMixin):
     def _remember_event(self, _topic: str, event: dict[str, Any]) -> None:
         self.events.append(event)
         del self.events[:-500]
-
-    # ------------------------------------------------------------------ placement
-
-    async def plan(self, name: str, more: bool = False) -> Plan:
-        """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit. ``more``: what
-        one more instance would do (the next instance not running).
-
-        Taken under the placement lock, as a start would, so it never sees a start half-placed."""
-        group = self.groups[self.router.resolve(name).name]
-        if not group.instances:
-            return Plan(group.model.name, False, reason=f"model {group.model.name} is served by upstreams only; "
-                        "it has no local instance to place")
-        sup = group.next_to_start() if more else group.instances[0]
-        if sup is None:
-            return Plan(group.model.name, False, reason=f"all {len(group.instances)} instances of "
-                        f"{group.model.name} run (max_instances {group.model.max_instances})")
-        async with self._placement_lock:
-            return await self._plan_locked(sup)
-
-    async def _plan_locked(self, sup: Supervisor) -> Plan:
-        """Plan one instance on one snapshot of device readings and holdings; the caller holds the placement lock.
-        An instance beyond the first prefers profiles on devices its model's other instances do not use."""
-        model = sup.model
-        readings, holdings = await self.read_devices()
-        names = {d for p in model.profiles for d in p.required_devices}
-        view = self.devices.placement_view(names, readings)
-        used = {d for h in holdings if h.model == model.name and h.key != sup.id
-                for d, mb in h.memory_mb.items() if mb > 0}
-        profiles = sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
-        return plan(model.name, profiles, view, holdings, sup.id)
-
-    async def _ensure_ready(self, sup: Supervisor) -> None:
-        """Start the instance if needed; concurrent callers share one start. Raises 503-type errors."""
-        while True:
-            if sup.state == State.READY:
-                return
-            if sup.state == State.STARTING:
-                try:
-                    await sup.wait_ready()
-                except StartFailed:
-                    raise
-                except Exception as exc:
-                    raise StartFailed(sup.last_error or str(exc)) from None
-                if sup.state != State.READY:
-                    raise StartFailed(sup.last_error or f"model {sup.id} failed to start")
-                continue
-            if sup.state == State.STOPPING:
-                await sup.wait_stopped()
-                continue
-            sup.check_backoff()
-            async with self._placement_lock:
-                if sup.state not in (State.STOPPED, State.FAILED):
-                    continue
-                p = await self._plan_locked(sup)
-                if not p.fits:
-                    raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()})
-                victims = [self.supervisors[v] for v in p.evict]
-                if any(v.busy or v.state != State.READY for v in victims):
-                    continue  # a victim got busy meanwhile: plan again
-                for victim in victims:
-                    self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
-                    await victim.stop(f"evicted to make room for {sup.id}")
-                profile = next(pr for pr in sup.model.profiles if pr.name == p.profile)
-                task = sup.begin_start(profile)
-            try:
-                await asyncio.shield(task)
-            except StartFailed:
-                raise
-            except asyncio.CancelledError:
-                if task.cancelled() or task.done():
-                    raise StartFailed(sup.last_error or f"start of {sup.id} was cancelled") from None
-                raise
-
-    async def ready_instance(self, sup: Supervisor) -> None:
-        """Start one instance (unless it runs) and wait until it is ready: ``_ensure_ready``, counted as a waiter meanwhile (a model someone waits for is busy, never idled out)."""
-        sup.waiting_start += 1
-        try:
-            await self._ensure_ready(sup)
-        finally:
-            sup.waiting_start -= 1
 
     async def _serving(self, group: ModelGroup) -> None:
         """Make sure the model has a usable target: wait for an instance already starting, else start one."""

@@ -3,6 +3,7 @@ against a real manager and real fake-backend processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -120,8 +121,8 @@ def test_a_queue_scales_up_and_idle_instances_scale_down(tmp_path: Path) -> None
     mgr = ManagerProcess(tmp_path, config_doc({"chat": model}))
     try:
         c = client(mgr)
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: chat(c, "chat", 10), range(6)))
+        with ThreadPoolExecutor(12) as pool:  # 12 s of work for one instance: time enough to start another
+            answers = list(pool.map(lambda _: chat(c, "chat", 20), range(12)))
         assert {h["x-llm-manager-instance"] for _, h in answers} == {"chat", "chat@1"}
         up = events(mgr, "scale-up")
         assert up and up[0]["instance"] == "chat@1" and "queued" in up[0]["detail"], up
@@ -248,5 +249,29 @@ def test_a_stream_through_instances_says_who_served_it(tmp_path: Path) -> None:
             assert resp.headers["x-llm-manager-instance"] == "chat"
             text = "".join(ch.choices[0].delta.content or "" for ch in resp.parse() if ch.choices)
         assert len(text.split()) == 5
+    finally:
+        mgr.stop()
+
+
+def test_a_second_instance_lands_on_the_other_gpu_and_the_planner_says_so_first(tmp_path: Path) -> None:
+    block = fake_model(max_instances=2, min_instances=1, max_concurrency=1, ports=[free_port(), free_port()])
+    command = block.pop("command")
+    block.pop("gpu")
+    block["card0"] = {"required_devices": ["gpu0"], "memory_mb": {"gpu0": 6000}, "command": command}
+    block["card1"] = {"required_devices": ["gpu1"], "memory_mb": {"gpu1": 6000}, "command": command}
+    mgr = ManagerProcess(tmp_path, config_doc({"chat": block}, gpus={"gpu0": 24000, "gpu1": 24000}))
+    try:
+        assert wait_until(lambda: instances(mgr, "chat")["chat"]["state"] == "ready", 30)
+        assert instances(mgr, "chat")["chat"]["profile"] == "card0"
+        plan = mgr.http.get("/api/plan/chat", params={"more": 1}).json()
+        assert plan["fits"] and plan["model"] == "chat@1" and plan["profile"] == "card1", plan
+        assert mgr.http.get("/api/plan/chat").json()["running"] == "ready"
+        doc = json.loads(mgr.config_path.read_text())
+        doc["chat"]["min_instances"] = 2
+        mgr.http.put("/api/config", json=doc).raise_for_status()
+        assert wait_until(lambda: all(i["state"] == "ready" for i in instances(mgr, "chat").values()), 30)
+        assert {i["id"]: i["profile"] for i in instances(mgr, "chat").values()} == {"chat": "card0", "chat@1": "card1"}
+        metrics = mgr.http.get("/api/metrics").text
+        assert 'llm_instance_ready{instance="chat@1",model="chat"} 1.0' in metrics
     finally:
         mgr.stop()
