@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from .record import UsageRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)  # seconds: a process to a 70B load
 MIB = 1024 * 1024  # readings are in MB as the config writes them (MiB); Prometheus wants base units: bytes
 STATES = ("stopped", "starting", "ready", "stopping", "failed")
 
@@ -66,7 +67,7 @@ class ManagerCollector:
                 healthy.add_metric([group.model.name, remote.id], 1.0 if remote.usable else 0.0)
                 cooling.add_metric([group.model.name, remote.id], remote.cooling_s())
                 up_busy.add_metric([group.model.name, remote.id], remote.in_flight)
-        yield from (ready, busy, healthy, cooling, up_busy)
+        yield from (f for f in (ready, busy, healthy, cooling, up_busy) if f.samples)  # no empty families
 
 
 class Metrics:
@@ -87,13 +88,24 @@ class Metrics:
                                     ["model"], registry=r)
         self.cache_saved = Counter("llm_cache_tokens_saved", "tokens of the answers the response cache gave",
                                    ["model"], registry=r)
+        self.cold_start = Histogram("llm_cold_start_phase_seconds", "a model start, phase by phase: spawn, port "
+                                    "(open), healthy, first_byte (of the request that waited)", ["model", "phase"],
+                                    buckets=START_BUCKETS, registry=r)
         self.registry.register(ManagerCollector(manager))
+        manager.bus.subscribe("event", self._start_phases)
         self._cache_series(manager.config)
         manager.config_hooks.append(self._cache_series)
 
         self._per_model: dict[str, tuple[Any, ...]] = {}  # labelled children, looked up once per model
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._served: dict[tuple[str, str], Any] = {}
+
+    def _start_phases(self, _topic: str, event: dict[str, Any]) -> None:
+        """A start's phases, from its ``ready`` event (spawn, port, healthy) and ``cold-start`` (first byte)."""
+        phases = event.get("phases") or {}
+        for phase in ("spawn", "port", "healthy") if event.get("kind") == "ready" else ("first_byte",):
+            if phase in phases:
+                self.cold_start.labels(event["model"], phase).observe(phases[phase])
 
     def observe(self, rec: UsageRecord) -> None:
         """Count one finished request (on the hot path: the labelled series are cached)."""

@@ -26,7 +26,6 @@ from ..errors import (
 )
 from ..runtime.group import Target
 from ..runtime.manager import Manager
-from ..runtime.remote import Remote
 from .admission import Admission, Admitted, Call
 from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
 from .protocols.base import Adapter, TranslatingReply
@@ -224,10 +223,12 @@ class Pipeline:
             except UpstreamError as exc:
                 if reply.started:
                     raise
-                _report(target, exc.message)
+                target.failed(exc.message)
                 raise _TargetFailed(target, exc) from None
-            if target.remote:
-                _report(target, f"answered {out.status}" if out.status >= 500 else None)
+            if out.status >= 500:
+                target.failed(f"answered {out.status}")
+            else:
+                target.answered(out.first_byte, cold=timings["start_ms"] > 0)
             if out.body is not None and out.status in RETRY_STATUSES:
                 raise _TargetFailed(target, UpstreamError(f"model {model.name} answered {out.status}"),
                                     (out.status, head[1], out.body))
@@ -284,16 +285,6 @@ class Pipeline:
             rec.estimated = True
             rec.prompt_tokens = max(1, len(admitted.raw) // 4)
             rec.completion_tokens = out.stream_events if admitted.stream else max(0, out.text_chars // 4)
-
-
-def _report(target: Target, failure: str | None) -> None:
-    """Passive health: a remote upstream that failed cools down, one that answered is fine again. A local
-    instance's health is its supervisor's (a dead process is noticed there)."""
-    if isinstance(target, Remote):
-        if failure is None:
-            target.succeeded()
-        else:
-            target.failed(failure)
 
 
 class _TargetFailed(Exception):

@@ -41,6 +41,12 @@ class Target(Protocol):
 
     def url(self, endpoint: str) -> str: ...
 
+    def answered(self, first_byte: float | None, cold: bool = False) -> None:
+        """It answered (passive health); ``cold``: the request waited for its start (the start's last phase)."""
+
+    def failed(self, reason: str) -> None:
+        """It failed a request with a connect error, a reset or a 5xx (passive health)."""
+
 
 class ModelGroup:
     """Everything that serves one model. Built and changed by the Manager only."""

@@ -196,8 +196,11 @@ class Manager(InstanceStarter):
         if group is not None:
             group.refresh()  # a ready instance adds its slots to the model's queue, a lost one takes them away
         where = f"instance {sup.instance}: " if sup.instance else ""
-        self.bus.publish("event", {"kind": kind, "model": sup.model.name, "instance": sup.id,
-                                   "detail": where + detail, "ts": time.time()})
+        event = {"kind": kind, "model": sup.model.name, "instance": sup.id, "detail": where + detail,
+                 "ts": time.time()}
+        if kind in ("ready", "cold-start"):
+            event["phases"] = dict(sup.start_phases)
+        self.bus.publish("event", event)
         self.bus.publish("model", group.info() if group is not None else sup.info())
 
     def _on_remote(self, remote: Remote, kind: str, detail: str) -> None:
@@ -212,10 +215,11 @@ class Manager(InstanceStarter):
         self.events.append(event)
         del self.events[:-500]
 
-    async def _serving(self, group: ModelGroup) -> None:
-        """Make sure the model has a usable target: wait for an instance already starting, else start one."""
+    async def _serving(self, group: ModelGroup) -> bool:
+        """Make sure the model has a usable target: wait for an instance already starting, else start one.
+        True when it had to wait (a cold start)."""
         if group.usable():
-            return
+            return False
         starting = next((s for s in group.instances if s.state == State.STARTING), None)
         sup = starting or group.next_to_start()
         if sup is None:
@@ -226,6 +230,7 @@ class Manager(InstanceStarter):
                                   headers={"Retry-After": str(max(1, int(wait + 0.999)))})
             raise Unavailable(f"model {group.model.name}: no instance is ready")
         await self.ready_instance(sup)
+        return True
 
     @contextlib.asynccontextmanager
     async def lease(self, name: str, low_priority: bool = False,
@@ -240,9 +245,9 @@ class Manager(InstanceStarter):
         t0 = time.monotonic()
         if avoid and not group.usable(avoid):
             raise Unavailable(f"model {group.model.name}: no other instance or upstream is ready")
-        await self._serving(group)
+        cold = await self._serving(group)
         t1 = time.monotonic()
-        timings["start_ms"] = (t1 - t0) * 1000
+        timings["start_ms"] = (t1 - t0) * 1000 if cold else 0.0
         share = group.model.batch_share
         group.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
         await group.gate.acquire(group.model.name, low_priority)

@@ -76,7 +76,8 @@ class Remote:
         if was_usable:
             self.on_change(self, "upstream-down", f"upstream {self.id} cooling down for {wait:g} s: {reason}")
 
-    def succeeded(self) -> None:
+    def answered(self, first_byte: float | None, cold: bool = False) -> None:
+        """It answered a request (2xx-4xx): its failures in a row end."""
         self.failures = 0
 
     def probe_due(self, now: float) -> bool:

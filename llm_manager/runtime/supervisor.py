@@ -129,6 +129,8 @@ class Supervisor:
         self.gate = gate or Gate(model.max_concurrency, model.max_queue, model.queue_timeout)  # the model's queue
         self.in_flight = 0  # requests this instance serves now
         self.waiting_start = 0  # requests waiting for this model to become ready
+        self.start_phases: dict[str, float] = {}  # the last start: spawn, port, healthy, first_byte (seconds each)
+        self._phase_mark = 0.0  # monotonic end of the last phase measured
         self.pending_restart = False  # config changed while it ran: restart when idle
         self.last_error: str | None = None
         self.crashes = 0  # consecutive crashes, reset after a healthy run
@@ -218,6 +220,7 @@ class Supervisor:
         self.profile = profile
         self.started_at = time.time()
         self.ready_at = None
+        self.start_phases, self._phase_mark = {}, time.monotonic()
         self._set_state(State.STARTING, "start", f"profile {profile.name}")
         self._start_task = asyncio.ensure_future(self._launch_and_wait(profile))
         return self._start_task
@@ -234,7 +237,9 @@ class Supervisor:
     async def _launch_and_wait(self, profile: Profile) -> None:
         try:
             await self._launch(profile)
+            self._phase("spawn")
             await self._wait_healthy()
+            self._phase("healthy")
         except StartFailed as exc:
             await self._fail_start(str(exc))
             raise
@@ -247,7 +252,26 @@ class Supervisor:
         self.ready_at = time.time()
         self.last_used = time.time()
         self.last_error = None
-        self._set_state(State.READY, "ready", f"in {self.ready_at - (self.started_at or self.ready_at):.2f} s")
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in self.start_phases.items())
+        self._set_state(State.READY, "ready", f"in {self.ready_at - (self.started_at or self.ready_at):.2f} s "
+                        f"({phases})")
+
+    def _phase(self, name: str, at: float | None = None) -> None:
+        """Close a cold-start phase: spawn (the process exists), port (it accepts connections), healthy (its health
+        check passes), first_byte (the first answer after ready began)."""
+        now = time.monotonic() if at is None else at
+        self.start_phases[name] = max(0.0, now - self._phase_mark)
+        self._phase_mark = now
+
+    def answered(self, first_byte: float | None, cold: bool = False) -> None:
+        """A request was answered (monotonic time of its first byte); ``cold``: it waited for this instance to
+        start, so its first byte closes the start's last phase and the whole cold start is reported."""
+        if cold and first_byte is not None and "healthy" in self.start_phases and "first_byte" not in self.start_phases:
+            self._phase("first_byte", max(first_byte, self._phase_mark))
+            self.on_change(self, "cold-start", ", ".join(f"{k} {v:.2f} s" for k, v in self.start_phases.items()))
+
+    def failed(self, reason: str) -> None:
+        """A request to this instance failed: its health is the process's (``_watch`` notices a death)."""
 
     async def _launch(self, profile: Profile) -> None:
         port = self.port
@@ -314,6 +338,8 @@ class Supervisor:
                                       f"{self.model.start_timeout:g} s{self._last_lines()}")
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.get(url + path)
+                    if "port" not in self.start_phases:
+                        self._phase("port")  # it answers HTTP: the port is open, the model may still load
                     if r.status_code == 200:
                         return
                     if r.status_code == 404 and fallback:
