@@ -19,7 +19,7 @@ from .record import UsageRecord
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)  # seconds: a process to a 70B load
 MIB = 1024 * 1024  # readings are in MB as the config writes them (MiB); Prometheus wants base units: bytes
-STATES = ("stopped", "starting", "ready", "stopping", "failed")
+STATES = ("stopped", "starting", "ready", "stopping", "failed", "sleeping")
 
 
 class ManagerCollector:

@@ -26,7 +26,7 @@ from .blocks import (
     parse_protocols,
     parse_rate_limits,
 )
-from .readers import _bool, _dict, _expect, _int, _number, _str, _str_list, _str_map
+from .readers import _bool, _choice, _dict, _expect, _int, _number, _str, _str_list, _str_map
 from .serving import SERVING_KEYS, UpstreamSpec, parse_serving
 
 MODES = ("Chat", "Base", "Embedding", "Reranker")
@@ -36,7 +36,8 @@ DEFAULT_START_TIMEOUT = 300.0
 MODEL_KEYS = {
     "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
     "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
-    "protocols", "batch_share", "batch_discount", "cache", "price_per_hour", *SERVING_KEYS,
+    "protocols", "batch_share", "batch_discount", "cache", "price_per_hour", "loading_feedback", "unload",
+    *SERVING_KEYS,
 }
 PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd", "price_per_hour"}
 PROGRAM_KEYS = {
@@ -89,6 +90,8 @@ class ModelConfig:
     scale_up_after: float = 1.0  # seconds requests may wait in the queue before one more instance starts
     upstreams: tuple[UpstreamSpec, ...] = ()  # remote endpoints serving this model (config/serving.py)
     fallbacks: tuple[str, ...] = ()  # other models tried in order when this one cannot serve
+    loading_feedback: bool = True  # a stream waiting for a cold start gets ": loading ..." SSE comments
+    unload: str = "stop"  # how an idle or evicted instance frees its memory: "stop", or "sleep" (vLLM's sleep mode)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -341,6 +344,8 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
         protocols=parse_protocols(raw.get("protocols"), tuple(" ".join(pr.command or ()) + (pr.bat_path or "")
                                                               for pr in profiles), f"{p}.protocols"),
         price_per_hour=_number(raw["price_per_hour"], f"{p}.price_per_hour") if "price_per_hour" in raw else None,
+        loading_feedback=_bool(raw.get("loading_feedback", True), f"{p}.loading_feedback"),
+        unload=_choice(raw.get("unload", "stop"), f"{p}.unload", ("stop", "sleep")),
         **parse_batch_settings(raw, p),
         **parse_cache_settings(raw, p, program=False),
         **parse_serving(raw, p, port),

@@ -51,3 +51,8 @@ def _str_map(value: Any, path: str) -> dict[str, str]:
 def _dict(value: Any, path: str) -> dict[str, Any]:
     _expect(isinstance(value, dict), path, "expected object")
     return value
+
+
+def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
+    _expect(value in choices, path, "expected one of " + ", ".join(f'"{c}"' for c in choices))
+    return value

@@ -195,54 +195,75 @@ class Pipeline:
                        key: str | None, avoid: frozenset[str]) -> None:
         """One try on one target of ``adm.model``; raises ``_TargetFailed`` when it failed before the client got a
         byte (the caller tries elsewhere)."""
-        model, endpoint = adm.model, adm.endpoint
-        async with self.manager.lease(model.name, call.batch_id is not None, avoid) as (target, timings):
-            rec.start_ms += timings["start_ms"]
-            rec.queue_ms += timings["queue_ms"]
-            self._served_by(reply, rec, adm, target)
-            answer = self._reply_for(reply, call, adm)
-            content, hide_usage = self._content(adm, target)
-            head: list[Any] = [200, "application/json"]
-            sent: list[bytes] | None = [] if key is not None and adm.stream else None  # kept for the cache
-
-            def on_headers(status: int, ctype: str) -> None:
-                head[:] = [status, ctype]
-
-            async def write(data: bytes) -> None:
-                await answer.stream(head[0], head[1], data)
-                if sent is not None:
-                    sent.append(data)
-
-            url = target.url(endpoint)
-            client = self.http if url.startswith("http://") else self.remote_http
-            try:
-                await forward(client, url, content, adm.stream, model.request_timeout, on_headers, write, hide_usage,
-                              out, name=f"model {model.name}", headers=target.headers)
-            except UpstreamTimeout:
-                raise
-            except UpstreamError as exc:
-                if reply.started:
-                    raise
-                target.failed(exc.message)
-                raise _TargetFailed(target, exc) from None
-            if out.status >= 500:
-                target.failed(f"answered {out.status}")
-            else:
-                target.answered(out.first_byte, cold=timings["start_ms"] > 0)
-            if out.body is not None and out.status in RETRY_STATUSES:
-                raise _TargetFailed(target, UpstreamError(f"model {model.name} answered {out.status}"),
-                                    (out.status, head[1], out.body))
-            if out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
-                answer.whole(head[0], head[1], out.body)
-            elif not reply.started:  # a stream that sent no event at all
-                await answer.stream(head[0], head[1], b"")
-            if isinstance(answer, TranslatingReply):
-                await answer.end()
+        model = adm.model
+        group = self.manager.group(model.name)
+        feedback = None
+        if adm.stream and call.adapter is None and model.loading_feedback and not group.usable():
+            feedback = asyncio.ensure_future(_tell_loading(reply, model.name, group.load_s))
+        try:
+            async with self.manager.lease(model.name, call.batch_id is not None, avoid) as (target, timings):
+                if feedback is not None:  # before the first byte of the answer: no two writers at once
+                    feedback.cancel()
+                    await asyncio.gather(feedback, return_exceptions=True)
+                rec.start_ms += timings["start_ms"]
+                rec.queue_ms += timings["queue_ms"]
+                ctype, sent = await self._forward(call, adm, reply, rec, out, key, target, timings["start_ms"] > 0)
+        finally:
+            if feedback is not None:
+                feedback.cancel()
         self._account(rec, out, call, adm)
         if key is not None and out.status == 200 and (out.body is not None or out.done):
             data = out.body if out.body is not None else b"".join(sent or ())
-            self.cache.put(key, Entry(model.name, self.cache.version(model), head[1], data,
+            self.cache.put(key, Entry(model.name, self.cache.version(model), ctype, data,
                                       out.body is None, rec.prompt_tokens, rec.completion_tokens))
+
+    async def _forward(self, call: Call, adm: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
+                       key: str | None, target: Target, cold: bool) -> tuple[str, list[bytes] | None]:
+        """Send the call to ``target`` and relay its answer; returns its content type and, for a stream the cache
+        keeps, the pieces sent."""
+        model = adm.model
+        self._served_by(reply, rec, adm, target)
+        answer = self._reply_for(reply, call, adm)
+        content, hide_usage = self._content(adm, target)
+        head: list[Any] = [200, "application/json"]
+        sent: list[bytes] | None = [] if key is not None and adm.stream else None  # kept for the cache
+
+        def on_headers(status: int, ctype: str) -> None:
+            head[:] = [status, ctype]
+
+        async def write(data: bytes) -> None:
+            await answer.stream(head[0], head[1], data)
+            if sent is not None:
+                sent.append(data)
+
+        url = target.url(adm.endpoint)
+        client = self.http if url.startswith("http://") else self.remote_http
+        try:
+            await forward(client, url, content, adm.stream, model.request_timeout, on_headers, write, hide_usage,
+                          out, name=f"model {model.name}", headers=target.headers)
+        except UpstreamTimeout:
+            raise
+        except UpstreamError as exc:
+            if reply.started:
+                raise
+            target.failed(exc.message)
+            raise _TargetFailed(target, exc) from None
+        if out.status >= 500:
+            target.failed(f"answered {out.status}")
+        else:
+            target.answered(out.first_byte, cold)
+        if out.body is not None and out.status in RETRY_STATUSES:
+            raise _TargetFailed(target, UpstreamError(f"model {model.name} answered {out.status}"),
+                                (out.status, head[1], out.body))
+        if out.body is not None and reply.started:  # loading comments went first: the answer joins the stream
+            await answer.stream(head[0], "text/event-stream", b"data: " + out.body.strip() + b"\n\n")
+        elif out.body is not None:  # a whole answer: one write with Content-Length, not chunked pieces
+            answer.whole(head[0], head[1], out.body)
+        elif not reply.started:  # a stream that sent no event at all
+            await answer.stream(head[0], head[1], b"")
+        if isinstance(answer, TranslatingReply):
+            await answer.end()
+        return head[1], sent
 
     def _cache_key(self, call: Call, admitted: Admitted) -> str | None:
         """The response cache's key for this call; None when its answer is not cached (or the cache is off).
@@ -298,3 +319,19 @@ class _TargetFailed(Exception):
 
     def unsent(self, adm: Admitted) -> tuple[Admitted, Target, int, str, bytes] | None:
         return None if self.answer is None else (adm, self.target, *self.answer)
+
+
+LOADING_FIRST = 1.0  # seconds a stream waits before the first loading comment (most refusals come sooner)
+LOADING_EVERY = 1.0
+
+
+async def _tell_loading(reply: Reply, model: str, expected: float | None) -> None:
+    """SSE comments while a stream waits for a cold start (``: loading demo-chat — 1.2 s of about 3 s``): clients
+    ignore comment lines, a person with curl sees why nothing comes. Cancelled when the model is ready."""
+    began = time.monotonic()
+    await asyncio.sleep(LOADING_FIRST)
+    while True:
+        elapsed = time.monotonic() - began
+        about = f" of about {expected:.0f} s" if expected else ""
+        await reply.stream(200, "text/event-stream", f": loading {model} — {elapsed:.1f} s{about}\n\n".encode())
+        await asyncio.sleep(LOADING_EVERY)

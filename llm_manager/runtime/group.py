@@ -8,6 +8,7 @@ limit at once (``refresh``), so queued requests flow to a new instance the momen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -61,6 +62,8 @@ class ModelGroup:
         self.instances: list[Supervisor] = []
         self.remotes: list[Remote] = []
         self.stopped_by_operator = False  # stop_model: min_instances waits for the next request or start
+        self.load_s: float | None = None  # learned: seconds a start takes until healthy (moving average)
+        self.service_s: float | None = None  # learned: seconds a request holds a slot (moving average)
         self._shape(model)
 
     def _new_instance(self, i: int) -> Supervisor:
@@ -117,16 +120,33 @@ class ModelGroup:
             return None
         return min(pool, key=lambda t: ((t.in_flight + 1) / t.weight, -t.weight))
 
+    # ------------------------------------------------------------------ learned times
+
+    def learn_load(self, seconds: float) -> None:
+        self.load_s = seconds if self.load_s is None else 0.7 * self.load_s + 0.3 * seconds
+
+    def learn_service(self, seconds: float) -> None:
+        self.service_s = seconds if self.service_s is None else 0.9 * self.service_s + 0.1 * seconds
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait (``Retry-After``): the queue ahead of it drained at the rate the
+        model's slots serve, and at least a start's learned time when nothing can serve now."""
+        slots = self.gate.limit if self.gate.limit else max(1, self.gate.in_flight)
+        wait = (self.gate.queued + 1) * (self.service_s or 1.0) / slots
+        if not self.usable():
+            wait = max(wait, self.load_s or 5.0)
+        return max(1, min(600, math.ceil(wait)))
+
     # ------------------------------------------------------------------ state
 
     def live(self) -> list[Supervisor]:
-        """Instances starting or ready (they hold, or are about to hold, their memory)."""
-        return [s for s in self.instances if s.state in (State.STARTING, State.READY)]
+        """Instances starting, ready or asleep (their processes run)."""
+        return [s for s in self.instances if s.state in (State.STARTING, State.READY, State.SLEEPING)]
 
     def next_to_start(self) -> Supervisor | None:
-        """The instance a start would launch: a stopped one, else a failed one (its back-off decides), else one
-        still stopping (the start waits for the stop)."""
-        for state in (State.STOPPED, State.FAILED, State.STOPPING):
+        """The instance a start would launch: an asleep one (a wake is the fastest start), else a stopped one, else
+        a failed one (its back-off decides), else one still stopping (the start waits for the stop)."""
+        for state in (State.SLEEPING, State.STOPPED, State.FAILED, State.STOPPING):
             for sup in self.instances:
                 if sup.state == state:
                     return sup
@@ -142,7 +162,7 @@ class ModelGroup:
         first = self.instances[0].info() if self.instances else _remote_only(self.model, self.config)
         if len(self.instances) > 1:
             states = {s.state for s in self.instances}
-            for state in (State.READY, State.STARTING, State.STOPPING, State.FAILED, State.STOPPED):
+            for state in (State.READY, State.STARTING, State.SLEEPING, State.STOPPING, State.FAILED, State.STOPPED):
                 if state in states:
                     first["state"] = state.value
                     break

@@ -200,6 +200,8 @@ class Manager(InstanceStarter):
                  "ts": time.time()}
         if kind in ("ready", "cold-start"):
             event["phases"] = dict(sup.start_phases)
+        if kind == "ready" and group is not None:
+            group.learn_load(sum(sup.start_phases.values()))
         self.bus.publish("event", event)
         self.bus.publish("model", group.info() if group is not None else sup.info())
 
@@ -228,7 +230,8 @@ class Manager(InstanceStarter):
                 wait = min((r.cooling_s() for r in group.remotes), default=1.0)
                 raise Unavailable(f"model {group.model.name}: every upstream is down: {cooling}",
                                   headers={"Retry-After": str(max(1, int(wait + 0.999)))})
-            raise Unavailable(f"model {group.model.name}: no instance is ready")
+            raise Unavailable(f"model {group.model.name}: no instance is ready",
+                              headers={"Retry-After": str(group.retry_after())})
         await self.ready_instance(sup)
         return True
 
@@ -250,24 +253,31 @@ class Manager(InstanceStarter):
         timings["start_ms"] = (t1 - t0) * 1000 if cold else 0.0
         share = group.model.batch_share
         group.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
-        await group.gate.acquire(group.model.name, low_priority)
+        await group.gate.acquire(group.model.name, low_priority, group.retry_after())
         timings["queue_ms"] = (time.monotonic() - t1) * 1000
         target = group.pick(avoid)
         if target is None:  # stopped or cooled while we queued
             group.gate.release(low_priority)
-            raise Unavailable(f"model {group.model.name} stopped while the request waited")
+            raise Unavailable(f"model {group.model.name} stopped while the request waited",
+                              headers={"Retry-After": str(group.retry_after())})
         target.in_flight += 1
+        held = time.monotonic()
         try:
             yield target, timings
         finally:
             target.in_flight -= 1
             target.last_used = time.time()
+            group.learn_service(time.monotonic() - held)
             group.gate.release(low_priority)
 
     # ------------------------------------------------------------------ public control surface
 
     def resolve(self, name: str) -> ModelConfig:
         return self.router.resolve(name)
+
+    def group(self, name: str) -> ModelGroup:
+        """The instances and upstreams serving ``name`` (a name or alias)."""
+        return self.groups[self.router.resolve(name).name]
 
     async def start_model(self, name: str) -> dict[str, Any]:
         """Start a model (placement and eviction as for a request) and wait until an instance is ready."""

@@ -49,9 +49,9 @@ class Gate:
         low = self.low_limit
         return not self._waiters and self._room() and (low is None or self.low_in_flight < low)
 
-    async def acquire(self, model: str, low: bool = False) -> None:
+    async def acquire(self, model: str, low: bool = False, retry_after: int = 1) -> None:
         """Take a slot; ``low``: a batch line, which queues behind every interactive request (and never times
-        out here: its batch's completion window bounds it)."""
+        out here: its batch's completion window bounds it). ``retry_after``: the Retry-After of a refusal."""
         if low:
             if not self._low and self._low_room():
                 self.in_flight += 1
@@ -65,17 +65,17 @@ class Gate:
         if len(self._waiters) >= self.max_queue:
             raise QueueFull(f"model {model}: {self.in_flight} requests in flight and {len(self._waiters)} queued "
                             f"(max_concurrency {self.limit}, max_queue {self.max_queue}); retry later",
-                            headers={"Retry-After": "1"})
-        await self._wait(self._waiters, model, low=False)
+                            headers={"Retry-After": str(retry_after)})
+        await self._wait(self._waiters, model, low=False, retry_after=retry_after)
 
-    async def _wait(self, queue: deque[asyncio.Future], model: str, low: bool) -> None:
+    async def _wait(self, queue: deque[asyncio.Future], model: str, low: bool, retry_after: int = 1) -> None:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         queue.append(fut)
         timer = None
         if not low:
             self._since[fut] = time.monotonic()
-            timer = loop.call_later(self.timeout, self._expire, fut, model)
+            timer = loop.call_later(self.timeout, self._expire, fut, model, retry_after)
         try:
             await fut  # not wait_for: on 3.10/3.11 it swallows a cancellation that races the hand-over
         except asyncio.CancelledError:
@@ -90,11 +90,11 @@ class Gate:
                 self._since.pop(fut, None)
         # the waker already counted us in flight
 
-    def _expire(self, fut: asyncio.Future, model: str) -> None:
+    def _expire(self, fut: asyncio.Future, model: str, retry_after: int = 1) -> None:
         if not fut.done():
             self._waiters.remove(fut)
             fut.set_exception(RateLimited(f"model {model}: waited {self.timeout:g} s in the queue",
-                                          headers={"Retry-After": "1"}))
+                                          headers={"Retry-After": str(retry_after)}))
             self._wake()  # a batch line may have waited only behind this request
 
     def set_limits(self, limit: int | None, max_queue: int, timeout: float, share: float | None = None) -> None:

@@ -139,14 +139,18 @@ class Autoscaler:
         if limit is None:
             return
         live = len(group.live())
+        asleep = model.unload == "sleep"  # the process stays: min_instances still holds
         for sup in sorted(ready, key=lambda s: -s.instance):
-            if live <= model.min_instances:
+            if live <= model.min_instances and not asleep:
                 return
             if sup.busy or now - sup.last_used < limit:
                 continue
-            live -= 1
             why = "keep_alive" if manager.has_keep_alive(model.name) else "ttl"
             reason = f"idle for {now - sup.last_used:.0f} s ({why} {limit:g} s)"
+            if asleep:
+                self._spawn(sup.sleep(reason))
+                continue
+            live -= 1
             if live > 0:
                 self._event(group, "scale-down", f"stopping instance {sup.instance}: {reason}", sup.id)
             self._spawn(sup.stop(reason))

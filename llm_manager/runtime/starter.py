@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from ..config.parse import Profile
 from ..errors import NoCapacity, StartFailed
 from .device_snapshot import DeviceSnapshotMixin
 from .group import ModelGroup
@@ -41,7 +42,7 @@ class InstanceStarter(DeviceSnapshotMixin):
         async with self._placement_lock:
             return await self._plan_locked(sup)
 
-    async def _plan_locked(self, sup: Supervisor) -> Plan:
+    async def _plan_locked(self, sup: Supervisor, only: Profile | None = None) -> Plan:
         """Plan one instance on one snapshot of device readings and holdings; the caller holds the placement lock.
         An instance beyond the first prefers profiles on devices its model's other instances do not use."""
         model = sup.model
@@ -50,7 +51,7 @@ class InstanceStarter(DeviceSnapshotMixin):
         view = self.devices.placement_view(names, readings)
         used = {d for h in holdings if h.model == model.name and h.key != sup.id
                 for d, mb in h.memory_mb.items() if mb > 0}
-        profiles = sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
+        profiles = [only] if only else sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
         return plan(model.name, profiles, view, holdings, sup.id)
 
     async def _ensure_ready(self, sup: Supervisor) -> None:
@@ -71,21 +72,26 @@ class InstanceStarter(DeviceSnapshotMixin):
             if sup.state == State.STOPPING:
                 await sup.wait_stopped()
                 continue
-            sup.check_backoff()
+            waking = sup.state == State.SLEEPING  # its process keeps its profile: only those devices will do
+            if not waking:
+                sup.check_backoff()
             async with self._placement_lock:
-                if sup.state not in (State.STOPPED, State.FAILED):
+                if sup.state not in ((State.SLEEPING,) if waking else (State.STOPPED, State.FAILED)):
                     continue
-                p = await self._plan_locked(sup)
+                p = await self._plan_locked(sup, sup.profile if waking else None)
                 if not p.fits:
-                    raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()})
+                    raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()},
+                                     headers={"Retry-After": str(self.groups[sup.model.name].retry_after())})
                 victims = [self.supervisors[v] for v in p.evict]
                 if any(v.busy or v.state != State.READY for v in victims):
                     continue  # a victim got busy meanwhile: plan again
                 for victim in victims:
                     self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
-                    await victim.stop(f"evicted to make room for {sup.id}")
-                profile = next(pr for pr in sup.model.profiles if pr.name == p.profile)
-                task = sup.begin_start(profile)
+                    await self.unload(victim, f"evicted to make room for {sup.id}")
+                if waking:
+                    task = sup.begin_wake()
+                else:
+                    task = sup.begin_start(next(pr for pr in sup.model.profiles if pr.name == p.profile))
             try:
                 await asyncio.shield(task)
             except StartFailed:
@@ -94,6 +100,11 @@ class InstanceStarter(DeviceSnapshotMixin):
                 if task.cancelled() or task.done():
                     raise StartFailed(sup.last_error or f"start of {sup.id} was cancelled") from None
                 raise
+
+    @staticmethod
+    async def unload(sup: Supervisor, reason: str) -> None:
+        """Free an instance's device memory: sleep (``unload: "sleep"``: the process stays) or stop."""
+        await (sup.sleep(reason) if sup.model.unload == "sleep" else sup.stop(reason))
 
     async def ready_instance(self, sup: Supervisor) -> None:
         """Start one instance (unless it runs) and wait until it is ready: ``_ensure_ready``, counted as a waiter meanwhile (a model someone waits for is busy, never idled out)."""

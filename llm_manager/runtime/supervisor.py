@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
-import sys
 import time
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
 
 import httpx
 
 from ..config.parse import Config, ModelConfig, Profile
 from ..errors import StartFailed, Unavailable
+from .launch import SETPRIV, launch_argv, port_in_use, port_owner
 from .model_logs import ModelLog
 from .queueing import Gate
 from .reaper import Reaper, kill_group, set_pdeathsig
@@ -34,6 +31,7 @@ class State(str, Enum):
     READY = "ready"
     STOPPING = "stopping"
     FAILED = "failed"
+    SLEEPING = "sleeping"  # the process runs, its device memory is freed (vLLM's sleep mode, ``unload: "sleep"``)
 
 
 # The only transitions allowed; checked in one place (_set_state).
@@ -41,66 +39,15 @@ TRANSITIONS = {
     State.STOPPED: {State.STARTING},
     State.FAILED: {State.STARTING, State.STOPPED},
     State.STARTING: {State.READY, State.FAILED, State.STOPPING},
-    State.READY: {State.STOPPING, State.FAILED},
+    State.READY: {State.STOPPING, State.FAILED, State.SLEEPING},
     State.STOPPING: {State.STOPPED},
+    State.SLEEPING: {State.STARTING, State.STOPPING, State.FAILED},  # a wake goes through starting
 }
 
 HEALTH_POLL_FIRST = 0.005  # seconds; loopback probes cost the server nothing, so poll fast while it loads
 HEALTH_POLL_FAST_MAX = 0.02  # the interval cap for the first HEALTH_FAST_PHASE seconds of a start
 HEALTH_FAST_PHASE = 10.0
 HEALTH_POLL_MAX = 0.25  # then back off for models that take minutes to load
-
-# setpriv sets PR_SET_PDEATHSIG and execs, which lets CPython spawn with vfork; a preexec_fn would
-# force a full fork of the manager (tens of ms, on the event loop). preexec_fn is the fallback.
-SETPRIV = shutil.which("setpriv")
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
-
-
-def port_owner(port: int) -> str:
-    """Best effort: which process listens on ``port`` (for the error message)."""
-    try:
-        import psutil
-
-        for c in psutil.net_connections(kind="tcp"):
-            if c.laddr and c.laddr.port == port and c.status == "LISTEN" and c.pid:
-                return f"pid {c.pid} ({psutil.Process(c.pid).name()})"
-    except Exception:
-        pass
-    return "another process"
-
-
-def launch_argv(model: ModelConfig, profile: Profile, base_dir: Path, instance: int = 0) -> list[str]:
-    """The argv that starts this profile as instance ``instance``; ``${PORT}`` (the instance's), ``${INSTANCE}``,
-    ``${MODEL}`` and ``${PYTHON}`` are substituted."""
-    if profile.command:
-        subst = {"${PORT}": str(model.instance_port(instance)), "${INSTANCE}": str(instance), "${MODEL}": model.name,
-                 "${PYTHON}": sys.executable}
-        argv = []
-        for arg in profile.command:
-            for k, v in subst.items():
-                arg = arg.replace(k, v)
-            argv.append(arg)
-        return argv
-    assert profile.bat_path is not None
-    script = Path(profile.bat_path.replace("\\", "/"))
-    if not script.is_absolute():
-        script = base_dir / script
-    if script.suffix.lower() in (".bat", ".cmd") and os.name == "posix":
-        raise StartFailed(f"model {model.name}: profile {profile.name}: bat_path {profile.bat_path} is a Windows "
-                          "batch file; on Linux/macOS point bat_path at an executable or .sh script, or use command")
-    if not script.exists():
-        raise StartFailed(f"model {model.name}: profile {profile.name}: launch script {script} does not exist")
-    if script.suffix == ".sh":
-        return [shutil.which("bash") or "/bin/sh", str(script)]
-    if not os.access(script, os.X_OK):
-        raise StartFailed(f"model {model.name}: launch script {script} is not executable (chmod +x it)")
-    return [str(script)]
-
 
 class Supervisor:
     """Owns one process of a model (instance ``instance``); as a routing target it is local and keyless.
@@ -249,6 +196,9 @@ class Supervisor:
         except Exception as exc:  # an unexpected failure must not leave a process running
             await self._fail_start(f"{type(exc).__name__}: {exc}")
             raise StartFailed(f"model {self.id}: {exc}") from exc
+        self._ready()
+
+    def _ready(self) -> None:
         self.ready_at = time.time()
         self.last_used = time.time()
         self.last_error = None
@@ -363,10 +313,10 @@ class Supervisor:
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         """Notice a ready model's process dying on its own: that is a crash."""
         code = await proc.wait()
-        if proc is not self.proc or self.state != State.READY:
+        if proc is not self.proc or self.state not in (State.READY, State.SLEEPING):
             return
         await self._drain_output()
-        if proc is not self.proc or self.state != State.READY:
+        if proc is not self.proc or self.state not in (State.READY, State.SLEEPING):
             return
         self.last_error = f"process exited unexpectedly with code {code}{self._last_lines(4)}"
         self.restarts += 1
@@ -375,6 +325,55 @@ class Supervisor:
         await self._kill_process()
         self._register_failure()
         self._set_state(State.FAILED, "crash", self.last_error)
+
+    # ------------------------------------------------------------------ sleep mode
+
+    async def sleep(self, reason: str) -> None:
+        """Free the device memory and keep the process (``POST /sleep?level=1``, vLLM's sleep mode); a server
+        that refuses is stopped instead."""
+        async with self._stop_lock:
+            if self.state != State.READY:
+                return
+            answered = None
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0), trust_env=False) as client:
+                    answered = (await client.post(f"http://127.0.0.1:{self.port}/sleep", params={"level": "1"}))
+            if answered is not None and answered.status_code < 300 and self.state == State.READY:
+                self._set_state(State.SLEEPING, "sleep", reason)
+                return
+        if self.state == State.READY:
+            why = f"answered {answered.status_code}" if answered is not None else "did not answer"
+            self.log.add(f"POST /sleep {why}: stopping instead", "manager")
+            await self.stop(reason)
+
+    def begin_wake(self) -> asyncio.Task:
+        """Enter ``starting`` now (placement sees the reservation at once) and wake the process in a task."""
+        if self.state != State.SLEEPING:
+            raise RuntimeError(f"{self.id}: cannot wake while {self.state.value}")
+        self.started_at, self.ready_at = time.time(), None
+        self.start_phases, self._phase_mark = {}, time.monotonic()
+        self._set_state(State.STARTING, "wake", "waking from sleep")
+        self._start_task = asyncio.ensure_future(self._wake())
+        return self._start_task
+
+    async def _wake(self) -> None:
+        timeout = httpx.Timeout(self.model.start_timeout, connect=2.0)
+        try:
+            async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+                answer = await client.post(f"http://127.0.0.1:{self.port}/wake_up")
+            if answer.status_code >= 300:
+                raise StartFailed(f"model {self.id}: POST /wake_up answered {answer.status_code}")
+            self._phase("wake")
+        except httpx.HTTPError as exc:
+            await self._fail_start(f"model {self.id}: waking failed: {type(exc).__name__}")
+            raise StartFailed(self.last_error or "waking failed") from None
+        except StartFailed as exc:
+            await self._fail_start(str(exc))
+            raise
+        except asyncio.CancelledError:
+            await self._fail_start("wake cancelled")
+            raise
+        self._ready()
 
     # ------------------------------------------------------------------ stop
 

@@ -25,7 +25,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
-from llm_manager.testing import fake_anthropic, fake_openresponses
+from llm_manager.testing import fake_anthropic, fake_openresponses, fake_sleep
 from llm_manager.testing import fake_responses as fr
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
@@ -49,6 +49,7 @@ class BackendOptions:
     log_requests: bool = True
     done_delay: float = 0.0  # seconds between "data: [DONE]" and the end of the body
     api_key: str | None = None  # when set, /v1 requests must carry "Authorization: Bearer <api_key>" (a cloud API)
+    wake_time: float = 0.0  # seconds POST /wake_up takes (vLLM's sleep mode: fake_sleep.py)
 
 
 class BackendState:
@@ -59,6 +60,7 @@ class BackendState:
         self.started = time.monotonic()
         self.created = int(time.time())
         self.inference_requests = 0
+        self.asleep = False  # vLLM's sleep mode (fake_sleep.py): the weights are off the device
         self.fast_chat = b""
         self.fast_completion = b""
         if options.fast:  # render once so a benchmark measures the gateway, not this server
@@ -144,6 +146,8 @@ class InferenceHandler(BaseHandler):
             os._exit(3)
         if state.loading():
             return self.send_error_json(503, "Loading model")
+        if state.asleep:
+            return self.send_error_json(503, "Model is sleeping; POST /wake_up first")
         if opts.hang:
             await asyncio.get_running_loop().create_future()  # never resolved: the request hangs
         try:
@@ -275,6 +279,7 @@ def make_app(options: BackendOptions) -> tornado.web.Application:
         (r"/(?:v1/)?(?:rerank|reranking)", RerankHandler, s),
         *fake_anthropic.routes(state),
         *fake_openresponses.routes(state),
+        *fake_sleep.routes(state),
     ]
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=s,
                                    log_function=_log_request, backend_state=state)
@@ -331,6 +336,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "fake_backend") -> arg
                    help="end a stream's body this long after 'data: [DONE]' (the openai client hangs up at [DONE])")
     p.add_argument("--quiet", action="store_true", help="no per-request log lines")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 requests")
+    p.add_argument("--wake-time", type=float, default=0.0, metavar="SECONDS",
+                   help="how long POST /wake_up takes after POST /sleep (vLLM's sleep mode)")
     return p.parse_args(argv)
 
 
@@ -349,6 +356,7 @@ def main(argv: list[str] | None = None, prog: str = "fake_backend") -> int:
         tokens_per_second=args.tokens_per_second, crash_after=args.crash_after, hang=args.hang,
         fast=args.fast, max_tokens_default=args.max_tokens_default, embedding_dim=args.embedding_dim,
         log_requests=not args.quiet, done_delay=args.done_delay, api_key=args.api_key,
+        wake_time=args.wake_time,
     )
     return asyncio.run(serve(options))
 

@@ -55,13 +55,15 @@ def held_port() -> Iterator[int]:
 
 
 def test_the_transition_table_is_the_documented_machine() -> None:
-    """stopped → starting → ready → stopping → stopped; a start or a run can fail; failed restarts or stops."""
+    """stopped → starting → ready → stopping → stopped; a start or a run can fail; failed restarts or stops; a ready
+    process may sleep (its memory freed) and wakes through starting."""
     assert TRANSITIONS == {
         S.STOPPED: {S.STARTING},
         S.STARTING: {S.READY, S.FAILED, S.STOPPING},
-        S.READY: {S.STOPPING, S.FAILED},
+        S.READY: {S.STOPPING, S.FAILED, S.SLEEPING},
         S.STOPPING: {S.STOPPED},
         S.FAILED: {S.STARTING, S.STOPPED},
+        S.SLEEPING: {S.STARTING, S.STOPPING, S.FAILED},
     }
     assert set(TRANSITIONS) == set(State)
 
