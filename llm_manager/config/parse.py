@@ -36,7 +36,7 @@ DEFAULT_START_TIMEOUT = 300.0
 MODEL_KEYS = {
     "aliases", "mode", "port", "auto_start", "command", "env", "cwd", "ttl", "start_timeout", "health_path",
     "max_concurrency", "max_queue", "queue_timeout", "pricing", "description", "stop_timeout", "request_timeout",
-    "protocols", "batch_share", "batch_discount", "cache", "price_per_hour", "loading_feedback", "unload",
+    "protocols", "batch_share", "batch_discount", "cache", "price_per_hour", "loading_feedback", "unload", "min_residency",
     *SERVING_KEYS,
 }
 PROFILE_KEYS = {"required_devices", "bat_path", "memory_mb", "command", "env", "cwd", "price_per_hour"}
@@ -45,7 +45,8 @@ PROGRAM_KEYS = {
     "log_level", "TokenTracker", "simulated_devices", "devices", "api_keys", "admin_key", "budgets",
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
-    "responses_retention_days", "batch_share", "batch_discount", "cache_mb", "alerts",
+    "responses_retention_days", "batch_share", "batch_discount", "cache_mb", "alerts", "scheduler", "min_residency",
+    "max_wait",
 }
 @dataclass(frozen=True)
 class Profile:
@@ -92,6 +93,7 @@ class ModelConfig:
     fallbacks: tuple[str, ...] = ()  # other models tried in order when this one cannot serve
     loading_feedback: bool = True  # a stream waiting for a cold start gets ": loading ..." SSE comments
     unload: str = "stop"  # how an idle or evicted instance frees its memory: "stop", or "sleep" (vLLM's sleep mode)
+    min_residency: float | None = None  # seconds loaded before it may be evicted for another; None: the program's
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -152,6 +154,9 @@ class ProgramConfig:
     batch_discount: float = 0.0  # fraction taken off batch lines' price (0.5: half price)
     cache_mb: float = 64.0  # the response cache's memory bound (MiB of answers); 0 turns it off
     alerts: AlertsSpec = AlertsSpec()  # webhooks and the log for budget, crash, device and store alerts
+    scheduler: str = "swap-aware"  # or "fifo": a start that needs others' memory evicts at once or fails
+    min_residency: float = 10.0  # seconds a loaded model stays before it may be evicted for another (swap-aware)
+    max_wait: float = 60.0  # the longest a start waits for memory that busy or fresh models hold (swap-aware)
 
     def __post_init__(self) -> None:
         """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
@@ -250,6 +255,11 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
         kw["currency"] = _str(raw["currency"], f"{p}.currency")
     if "alerts" in raw:
         kw["alerts"] = parse_alerts(raw["alerts"], f"{p}.alerts")
+    if "scheduler" in raw:
+        kw["scheduler"] = _choice(raw["scheduler"], f"{p}.scheduler", ("swap-aware", "fifo"))
+    for key in ("min_residency", "max_wait"):
+        if key in raw:
+            kw[key] = _number(raw[key], f"{p}.{key}")
     return ProgramConfig(**kw)
 
 
@@ -346,6 +356,7 @@ def _model(name: str, raw: Any, warnings: list[str]) -> ModelConfig:
         price_per_hour=_number(raw["price_per_hour"], f"{p}.price_per_hour") if "price_per_hour" in raw else None,
         loading_feedback=_bool(raw.get("loading_feedback", True), f"{p}.loading_feedback"),
         unload=_choice(raw.get("unload", "stop"), f"{p}.unload", ("stop", "sleep")),
+        min_residency=_number(raw["min_residency"], f"{p}.min_residency") if "min_residency" in raw else None,
         **parse_batch_settings(raw, p),
         **parse_cache_settings(raw, p, program=False),
         **parse_serving(raw, p, port),

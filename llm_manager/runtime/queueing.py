@@ -25,6 +25,7 @@ class Gate:
         self._waiters: deque[asyncio.Future] = deque()
         self._low: deque[asyncio.Future] = deque()
         self._since: dict[asyncio.Future, float] = {}  # monotonic time each interactive waiter joined
+        self.draining = False  # admit nothing new (the model is being emptied for a swap); in flight finish
 
     def oldest_wait(self) -> float:
         """Seconds the longest-waiting interactive request has been queued (0 when none waits)."""
@@ -43,7 +44,7 @@ class Gate:
         return None if self.limit is None else max(1, int(self.limit * self.share))
 
     def _room(self) -> bool:
-        return self.limit is None or self.in_flight < self.limit
+        return not self.draining and (self.limit is None or self.in_flight < self.limit)
 
     def _low_room(self) -> bool:
         low = self.low_limit
@@ -59,7 +60,7 @@ class Gate:
                 return
             await self._wait(self._low, model, low=True)
             return
-        if self.limit is None or (self.in_flight < self.limit and not self._waiters):
+        if self._room() and not self._waiters:
             self.in_flight += 1
             return
         if len(self._waiters) >= self.max_queue:
@@ -96,6 +97,11 @@ class Gate:
             fut.set_exception(RateLimited(f"model {model}: waited {self.timeout:g} s in the queue",
                                           headers={"Retry-After": str(retry_after)}))
             self._wake()  # a batch line may have waited only behind this request
+
+    def drain(self, on: bool) -> None:
+        """Stop admitting (requests queue; those in flight finish), or admit again."""
+        self.draining = on
+        self._wake()
 
     def set_limits(self, limit: int | None, max_queue: int, timeout: float, share: float | None = None) -> None:
         """New limits (a config reload): a raised ``limit`` admits waiters at once, not on the next release."""

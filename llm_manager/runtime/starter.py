@@ -7,6 +7,7 @@ for a cold instance share one start, and what the planner shows is exactly what 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 from ..config.parse import Profile
@@ -16,6 +17,7 @@ from .group import ModelGroup
 from .placement import Plan, plan
 from .router import Router
 from .supervisor import State, Supervisor
+from .swapping import SwapWait
 
 
 class InstanceStarter(DeviceSnapshotMixin):
@@ -42,7 +44,7 @@ class InstanceStarter(DeviceSnapshotMixin):
         async with self._placement_lock:
             return await self._plan_locked(sup)
 
-    async def _plan_locked(self, sup: Supervisor, only: Profile | None = None) -> Plan:
+    async def _plan_locked(self, sup: Supervisor, only: Profile | None = None, patient: bool = False) -> Plan:
         """Plan one instance on one snapshot of device readings and holdings; the caller holds the placement lock.
         An instance beyond the first prefers profiles on devices its model's other instances do not use."""
         model = sup.model
@@ -52,54 +54,76 @@ class InstanceStarter(DeviceSnapshotMixin):
         used = {d for h in holdings if h.model == model.name and h.key != sup.id
                 for d, mb in h.memory_mb.items() if mb > 0}
         profiles = [only] if only else sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
+        if patient:  # what would fit once the models serving now were idle
+            holdings = [dataclasses.replace(h, busy=False) for h in holdings]
         return plan(model.name, profiles, view, holdings, sup.id)
 
     async def _ensure_ready(self, sup: Supervisor) -> None:
-        """Start the instance if needed; concurrent callers share one start. Raises 503-type errors."""
-        while True:
-            if sup.state == State.READY:
-                return
-            if sup.state == State.STARTING:
+        """Start the instance if needed; concurrent callers share one start. Raises 503-type errors.
+
+        Swap-aware (``program.scheduler``, the default): a start that needs memory held by models that are busy,
+        or loaded less than their ``min_residency`` ago, waits for them instead of failing or evicting at once,
+        while their requests go on; after half of ``max_wait`` it drains them (no new admissions, the ones in
+        flight finish), and at ``max_wait`` it gives up with 503."""
+        swap = SwapWait(self, sup)
+        try:
+            while True:
+                if sup.state == State.READY:
+                    return
+                if sup.state == State.STARTING:
+                    try:
+                        await sup.wait_ready()
+                    except StartFailed:
+                        raise
+                    except Exception as exc:
+                        raise StartFailed(sup.last_error or str(exc)) from None
+                    if sup.state != State.READY:
+                        raise StartFailed(sup.last_error or f"model {sup.id} failed to start")
+                    continue
+                if sup.state == State.STOPPING:
+                    await sup.wait_stopped()
+                    continue
+                waking = sup.state == State.SLEEPING  # its process keeps its profile: only those devices will do
+                if not waking:
+                    sup.check_backoff()
+                blocked: list[Supervisor] = []  # models in the way that must first become idle or old enough
+                async with self._placement_lock:
+                    if sup.state not in ((State.SLEEPING,) if waking else (State.STOPPED, State.FAILED)):
+                        continue
+                    only = sup.profile if waking else None
+                    p = await self._plan_locked(sup, only)
+                    if not p.fits:
+                        patient = await self._plan_locked(sup, only, patient=True) if swap.on else None
+                        if patient is None or not patient.fits or not patient.evict:
+                            raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()},
+                                             headers={"Retry-After": str(self.groups[sup.model.name].retry_after())})
+                        blocked = [self.supervisors[v] for v in patient.evict]  # busy now: wait for them
+                    else:
+                        victims = [self.supervisors[v] for v in p.evict]
+                        if any(v.busy or v.state != State.READY for v in victims):
+                            continue  # a victim got busy meanwhile: plan again
+                        blocked = swap.too_fresh(victims)
+                        if not blocked:
+                            for victim in victims:
+                                self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
+                                await self.unload(victim, f"evicted to make room for {sup.id}")
+                            if waking:
+                                task = sup.begin_wake()
+                            else:
+                                task = sup.begin_start(next(pr for pr in sup.model.profiles if pr.name == p.profile))
+                if blocked:
+                    await swap.wait(blocked)
+                    continue
                 try:
-                    await sup.wait_ready()
+                    await asyncio.shield(task)
                 except StartFailed:
                     raise
-                except Exception as exc:
-                    raise StartFailed(sup.last_error or str(exc)) from None
-                if sup.state != State.READY:
-                    raise StartFailed(sup.last_error or f"model {sup.id} failed to start")
-                continue
-            if sup.state == State.STOPPING:
-                await sup.wait_stopped()
-                continue
-            waking = sup.state == State.SLEEPING  # its process keeps its profile: only those devices will do
-            if not waking:
-                sup.check_backoff()
-            async with self._placement_lock:
-                if sup.state not in ((State.SLEEPING,) if waking else (State.STOPPED, State.FAILED)):
-                    continue
-                p = await self._plan_locked(sup, sup.profile if waking else None)
-                if not p.fits:
-                    raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()},
-                                     headers={"Retry-After": str(self.groups[sup.model.name].retry_after())})
-                victims = [self.supervisors[v] for v in p.evict]
-                if any(v.busy or v.state != State.READY for v in victims):
-                    continue  # a victim got busy meanwhile: plan again
-                for victim in victims:
-                    self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
-                    await self.unload(victim, f"evicted to make room for {sup.id}")
-                if waking:
-                    task = sup.begin_wake()
-                else:
-                    task = sup.begin_start(next(pr for pr in sup.model.profiles if pr.name == p.profile))
-            try:
-                await asyncio.shield(task)
-            except StartFailed:
-                raise
-            except asyncio.CancelledError:
-                if task.cancelled() or task.done():
-                    raise StartFailed(sup.last_error or f"start of {sup.id} was cancelled") from None
-                raise
+                except asyncio.CancelledError:
+                    if task.cancelled() or task.done():
+                        raise StartFailed(sup.last_error or f"start of {sup.id} was cancelled") from None
+                    raise
+        finally:
+            swap.release()
 
     @staticmethod
     async def unload(sup: Supervisor, reason: str) -> None:

@@ -124,7 +124,8 @@ class Supervisor:
     @property
     def busy(self) -> bool:
         """Serving, or its model has requests queued or waiting for a start: never evicted or idled out."""
-        return self.in_flight > 0 or self.gate.queued > 0 or self.waiting_start > 0
+        queued = self.gate.queued > 0 and not self.gate.draining  # a drained model is emptied for a swap
+        return self.in_flight > 0 or queued or self.waiting_start > 0
 
     def info(self) -> dict:
         now = time.time()

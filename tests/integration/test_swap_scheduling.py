@@ -1,0 +1,96 @@
+"""Swap-aware scheduling (issue 19): a start that needs memory held by busy or freshly loaded models waits for them
+(their requests go on), a loaded model stays min_residency seconds, and aging drains the models in the way so no
+start waits longer than max_wait. ``scheduler: "fifo"`` keeps the old behaviour: busy holders mean 503 at once."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import ManagerProcess, config_doc, fake_model, wait_until
+
+GPUS = {"gpu": 10000}
+
+
+def ask(mgr: ManagerProcess, model: str, tokens: int = 2) -> Any:
+    return mgr.http.post("/v1/chat/completions", timeout=120, json={
+        "model": model, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def events(mgr: ManagerProcess) -> list[dict[str, Any]]:
+    return mgr.http.get("/api/events").json()["events"]
+
+
+def two_models(**program: Any) -> dict[str, Any]:
+    return config_doc({"a": fake_model(memory={"gpu": 6000}, args=["--tokens-per-second", "10"]),
+                       "b": fake_model(memory={"gpu": 6000})}, GPUS, **program)
+
+
+def test_a_start_waits_for_a_busy_model_instead_of_failing(tmp_path: Path) -> None:
+    mgr = ManagerProcess(tmp_path, two_models(min_residency=0, max_wait=60))
+    try:
+        assert ask(mgr, "a").status_code == 200
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(ask, mgr, "a", 20)  # about 2 s of work
+            assert wait_until(lambda: mgr.models()["a"]["in_flight"] == 1, 10)
+            waiting = pool.submit(ask, mgr, "b")
+            assert busy.result().status_code == 200
+            assert waiting.result().status_code == 200  # served once a finished: no 503
+        kinds = [(e["kind"], e["model"]) for e in events(mgr)]
+        assert ("swap-wait", "b") in kinds and kinds.index(("swap-wait", "b")) < kinds.index(("evict", "a"))
+    finally:
+        mgr.stop()
+
+
+def test_a_fresh_model_stays_min_residency_before_it_is_evicted(tmp_path: Path) -> None:
+    mgr = ManagerProcess(tmp_path, two_models(min_residency=3, max_wait=60))
+    try:
+        assert ask(mgr, "a").status_code == 200
+        assert ask(mgr, "b").status_code == 200  # a is idle but fresh: b waits for its residency
+        by_kind = {(e["kind"], e["model"]): e for e in events(mgr)}
+        a_ready, a_evicted = by_kind[("ready", "a")]["ts"], by_kind[("evict", "a")]["ts"]
+        assert a_evicted - a_ready >= 3.0
+        assert "loaded" in by_kind[("swap-wait", "b")]["detail"]
+    finally:
+        mgr.stop()
+
+
+def test_aging_drains_a_model_that_is_always_busy(tmp_path: Path) -> None:
+    mgr = ManagerProcess(tmp_path, two_models(min_residency=0, max_wait=8))
+    try:
+        assert ask(mgr, "a").status_code == 200
+        stop = time.monotonic() + 30
+        with ThreadPoolExecutor(4) as pool:
+            def keep_a_busy() -> list[int]:
+                codes = []
+                while time.monotonic() < stop and not b.done():
+                    codes.append(ask(mgr, "a", 5).status_code)
+                return codes
+
+            b_asked = time.monotonic()
+            b = pool.submit(ask, mgr, "b")
+            feeders = [pool.submit(keep_a_busy) for _ in range(2)]
+            assert b.result().status_code == 200
+            b_waited = time.monotonic() - b_asked
+            codes = [c for f in feeders for c in f.result()]
+        assert b_waited < 8 + 5, b_waited  # max_wait, plus the start itself
+        assert set(codes) == {200}, codes  # a's requests waited through the swap; none was lost
+        assert [e for e in events(mgr) if e["kind"] == "drain" and e["model"] == "a"]
+    finally:
+        mgr.stop()
+
+
+def test_fifo_fails_at_once_when_the_holder_is_busy(tmp_path: Path) -> None:
+    mgr = ManagerProcess(tmp_path, two_models(scheduler="fifo"))
+    try:
+        assert ask(mgr, "a").status_code == 200
+        with ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(ask, mgr, "a", 20)
+            assert wait_until(lambda: mgr.models()["a"]["in_flight"] == 1, 10)
+            r = ask(mgr, "b")
+            assert r.status_code == 503 and "Retry-After" in r.headers
+            assert busy.result().status_code == 200
+    finally:
+        mgr.stop()
