@@ -96,9 +96,16 @@ class Client:
     def prices(self) -> dict[str, Any]:
         return self._call("GET", "/api/pricing")
 
-    def set_price(self, model: str, pricing: dict[str, Any] | None) -> dict[str, Any]:
-        """Change a model's live price (a pricing block as in config.json; None: free)."""
-        return self._call("PUT", f"/api/pricing/{model}", json=pricing or {})
+    def set_price(self, model: str, pricing: dict[str, Any] | list[dict[str, Any]] | None) -> dict[str, Any]:
+        """Change a model's live price (a pricing block as in config.json, or a list of dated blocks; None: free)."""
+        return self._call("PUT", f"/api/pricing/{model}", json={"book": pricing} if isinstance(pricing, list)
+                          else pricing or {})
+
+    def usage_costs(self, days: float | None = 30, since: float | None = None,
+                    until: float | None = None) -> dict[str, Any]:
+        """Token cost, runtime cost, GPU-seconds and energy per model, key and device (``/api/usage/costs``)."""
+        params = {k: v for k, v in {"days": days, "since": since, "until": until}.items() if v is not None}
+        return self._call("GET", "/api/usage/costs", params=params)
 
     def reprice(self, pricing: dict[str, dict[str, Any]], days: float = 30) -> dict[str, Any]:
         """What the last ``days`` would have cost at other prices (nothing is changed)."""

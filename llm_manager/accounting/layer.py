@@ -9,6 +9,7 @@ names ``Client``'s methods have, so notebooks and the dashboard work in-process 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -21,9 +22,12 @@ from ..config.parse import Config
 from ..errors import BadRequest, NotFound
 from ..runtime.manager import Manager
 from . import analytics
+from .energy import store_breakdown
 from .metrics import Metrics
-from .pricing import Pricing, next_period_start, parse_pricing, period_start, reprice
+from .price_book import billed_vs_repriced, edited_books
+from .pricing import PriceBook, next_period_start, parse_pricing, period_start
 from .record import UsageRecord
+from .runtime_cost import START_KINDS, open_intervals, profile_of
 from .security import Security, hash_key, new_secret
 from .store import EVENT_KINDS, ApiKey, UsageStore
 
@@ -35,10 +39,11 @@ FIRST_KEY_WARNING = ("this is the first API key, so authentication is now ON: ev
 
 
 class Pricer:
-    """Live cost of a request: the model's price at the volume tier its month's tokens have reached."""
+    """Live cost of a request: the price its model's book has in effect when it finishes, at the volume tier its
+    month's tokens have reached (a mid-month price change keeps the month's volume)."""
 
     def __init__(self, config: Config):
-        self.prices: dict[str, Pricing | None] = {m.name: m.pricing for m in config.models.values()}
+        self.prices: dict[str, PriceBook | None] = {m.name: m.pricing for m in config.models.values()}
         self.period = period_start(time.time())
         self.period_end = next_period_start(self.period)
         self.period_tokens: dict[str, int] = {}
@@ -50,7 +55,7 @@ class Pricer:
         for name in self.prices:
             self.period_tokens[name] = store.period_totals(None, self.period, model=name)[0]
 
-    def set_price(self, model: str, block: dict[str, Any] | None) -> Pricing | None:
+    def set_price(self, model: str, block: dict[str, Any] | list[Any] | None) -> PriceBook | None:
         self.prices[model] = parse_pricing(block, f"pricing.{model}")
         return self.prices[model]
 
@@ -61,7 +66,7 @@ class Pricer:
         before = self.period_tokens.get(rec.model, 0)
         self.period_tokens[rec.model] = before + rec.total_tokens
         pricing = self.prices.get(rec.model)
-        cost = pricing.cost(rec.prompt_tokens, rec.completion_tokens, before) if pricing else 0.0
+        cost = pricing.cost(rec.prompt_tokens, rec.completion_tokens, before, rec.ts) if pricing else 0.0
         return cost * (1.0 - self.batch_discount.get(rec.model, self.default_discount)) if rec.batch_id else cost
 
     def currency(self) -> str:
@@ -74,15 +79,19 @@ class Accounting:
     def __init__(self, manager: Manager, store: UsageStore | None):
         self.manager = manager
         self.store = store
+        self._gpu_refresh: asyncio.Future[Any] | None = None
+        self._gpu_again = False
         self.pricer = Pricer(manager.config)
         self.metrics = Metrics(manager)
+        if store is not None:
+            close_dangling(store)
         self.security = self._security(manager.config)
         if store is not None:
             self.pricer.load_totals(store)
             manager.usage_sinks.append(store.record)
             manager.closers.append(store.close)
-            manager.bus.subscribe("event", lambda _t, e: _store_event(store, e))
-            manager.bus.subscribe("devices", _device_sampler(store))
+            manager.bus.subscribe("event", lambda _t, e: self._store_event(store, e))
+            manager.bus.subscribe("devices", _device_sampler(store, self._refresh_gpu_budgets))
         manager.usage_sinks.append(lambda rec: self.security.on_usage(rec))
         manager.usage_sinks.append(self.metrics.observe)
         manager.config_hooks.append(self.apply_config)
@@ -91,6 +100,59 @@ class Accounting:
         security = Security(config.program, self.store, lambda n: self.manager.resolve(n).name, self.manager.bus)
         security.init_budgets()
         return security
+
+    def start_terms(self, model: str, profile: str) -> tuple[float | None, dict[str, float]]:
+        """What a start of ``model`` with ``profile`` is billed at under the current config: the hourly price (the
+        profile's, else the model's) and {device name: MB} it holds (also the fallback for pre-v8 events)."""
+        cfg = self.manager.config.models.get(model)
+        if cfg is None:
+            return None, {}
+        prof = next((p for p in cfg.profiles if p.name == profile), None)
+        if prof is None:
+            return cfg.price_per_hour, {}
+        price = prof.price_per_hour if prof.price_per_hour is not None else cfg.price_per_hour
+        names = self.manager.devices.resolve([*prof.required_devices, *prof.memory_mb])
+        return price, {names.get(d) or d: float(prof.memory_mb.get(d, 0))
+                       for d in dict.fromkeys([*prof.required_devices, *prof.memory_mb])}
+
+    def _store_event(self, store: UsageStore, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if kind == "stop" and event.get("detail", "").startswith("idle"):
+            kind = "idle_stop"
+        if kind not in EVENT_KINDS:
+            return
+        detail, price, holdings = event.get("detail", ""), None, None
+        if kind in START_KINDS:  # what this load holds and is billed at, as in effect now
+            profile = profile_of(detail)
+            if not profile:  # a wake names no profile: the instance keeps the one it started with
+                sup = self.manager.supervisors.get(event.get("instance") or event["model"])
+                profile = sup.profile.name if sup is not None and sup.profile is not None else ""
+                detail += f"; profile {profile}" if profile else ""
+            price, holdings = self.start_terms(event["model"], profile)
+        store.record_event(event["model"], kind, detail, event.get("ts"), price, holdings)
+
+    def _refresh_gpu_budgets(self) -> None:
+        """GPU-hour budgets are measured from the store (events and samples), off the IOLoop, after each sample; a
+        sample taken while a measurement runs gets one more after it (the last change is never missed)."""
+        if not any(b.unit == "gpu_hours" for b in self.security.budgets):
+            return
+        if self._gpu_refresh is not None and not self._gpu_refresh.done():
+            self._gpu_again = True
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # published outside the event loop (tests): nothing to schedule on
+            return
+        security, self._gpu_again = self.security, False
+        self._gpu_refresh = loop.run_in_executor(None, security.measure_gpu_hours)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                security.apply_gpu_hours(f.result())
+            if self._gpu_again:
+                self._refresh_gpu_budgets()
+
+        self._gpu_refresh.add_done_callback(done)
 
     def apply_config(self, new: Config) -> None:
         """After a config reload: new prices (month-to-date volume kept), keys, limits and budgets."""
@@ -154,27 +216,47 @@ class Accounting:
         prices = self.pricer.prices
         return {name: (p.to_dict() if p else None) for name, p in prices.items()}
 
-    def set_price(self, model: str, pricing: dict[str, Any] | None) -> dict[str, Any]:
-        """Change a model's live price (a pricing block as in config.json; None or {}: free)."""
+    def set_price(self, model: str, pricing: dict[str, Any] | list[Any] | None) -> dict[str, Any]:
+        """Change a model's live price (a pricing block or a list of dated blocks as in config.json; None or {}:
+        free). Rows already served keep the cost they were billed."""
         name = self.manager.resolve(model).name
         p = self.pricer.set_price(name, pricing or None)
         return {"model": name, "pricing": p.to_dict() if p else None}
 
-    def reprice(self, pricing: dict[str, dict[str, Any]], days: float = 30) -> dict[str, Any]:
-        """What the last ``days`` would have cost at other prices (nothing is changed)."""
+    def reprice(self, pricing: dict[str, Any], days: float = 30) -> dict[str, Any]:
+        """What the last ``days`` would have cost at other prices (nothing is changed): each row under the block
+        of its model's edited book in effect at its time, beside what it was billed; by model, key and day."""
         if not isinstance(pricing, dict):
-            raise BadRequest("pricing: expected {model: pricing block}", param="pricing")
-        new = dict(self.pricer.prices)
-        for name, block in pricing.items():
-            new[self.manager.resolve(name).name] = parse_pricing(block, f"pricing.{name}")
+            raise BadRequest("pricing: expected {model: pricing block or list of dated blocks}", param="pricing")
+        books = edited_books(self.pricer.prices, {self.manager.resolve(n).name: b for n, b in pricing.items()})
         df = self.usage_frame(days=days)
         if df.empty:
-            return {"requests": 0, "current_cost": 0.0, "repriced_cost": 0.0, "by_model": []}
-        cost = reprice(df, new)
-        per = pd.DataFrame({"model": df["model"].astype(str), "current": df["cost"], "repriced": cost})
-        g = per.groupby("model", sort=True)[["current", "repriced"]].sum().reset_index()
-        return {"requests": len(df), "current_cost": float(df["cost"].sum()), "repriced_cost": float(cost.sum()),
-                "by_model": analytics.records(g)}
+            return {"requests": 0, "current_cost": 0.0, "repriced_cost": 0.0, "by_model": [], "by_key": [],
+                    "by_day": []}
+
+        def by(*dims: str) -> pd.DataFrame:
+            return billed_vs_repriced(df, books, dims, self.pricer.batch_discount, self.pricer.default_discount)
+
+        total = by()
+        models = by("model").rename(columns={"billed": "current"})
+        return {"requests": len(df), "current_cost": float(total["billed"].sum()),
+                "repriced_cost": float(total["repriced"].sum()), "by_model": analytics.records(models),
+                "by_key": analytics.records(by("key_id")), "by_day": analytics.records(by("day"))}
+
+    def usage_costs(self, days: float = 30, since: float | None = None,
+                    until: float | None = None) -> dict[str, Any]:
+        """Runtime cost (``price_per_hour`` x loaded time), GPU-seconds and energy (Wh) by model and by key, per
+        device and per loaded interval, apart from token cost (``energy.store_breakdown``; blocking)."""
+        now = time.time()
+        since = since if since is not None else now - days * DAY
+        until = min(until, now) if until is not None else now
+        empty: dict[str, Any] = {"by_model": [], "by_key": [], "devices": [], "intervals": []}
+        if self.store is None or until <= since:
+            return {"since": since, "until": until, "currency": self.pricer.currency(), **empty}
+        self.store.flush()
+        frames = store_breakdown(self.store, since, until, alive_until=now, fallback=self.start_terms)
+        return {"since": since, "until": until, "currency": self.pricer.currency(),
+                **{name: analytics.records(frames[name]) for name in empty}}
 
     def keys(self) -> list[dict[str, Any]]:
         """Every API key (never the secrets): those created at run time and those in the config."""
@@ -219,25 +301,40 @@ class Accounting:
         return self.security.budget_status()
 
 
-def _store_event(store: UsageStore, event: dict[str, Any]) -> None:
-    kind = event["kind"]
-    if kind == "stop" and event.get("detail", "").startswith("idle"):
-        kind = "idle_stop"
-    if kind in EVENT_KINDS:
-        store.record_event(event["model"], kind, event.get("detail", ""), event.get("ts"))
+def close_dangling(store: UsageStore) -> None:
+    """At start: a loaded interval a previous manager left open (it died without a stop event) gets a ``crash``
+    event at that manager's last sign of life, so it is never billed past it (blocking). Events name no manager, so
+    on a database several managers share at once this also closes the others' live intervals (under-billing them)."""
+    dangling = open_intervals(store.events_frame())
+    if not dangling:
+        return
+    seen = store.last_sign_of_life()
+    for iv in dangling:
+        where = f"instance {iv['instance']}: " if iv["instance"] else ""
+        store.record_event(iv["model"], "crash", where + "no stop recorded: the manager ended; closed at its last "
+                           "sign of life", ts=max(seen or iv["start"], iv["start"]))
+    store.flush()
 
 
-def _device_sampler(store: UsageStore) -> Callable[[str, dict[str, Any]], None]:
-    last = [0.0]
+def _device_sampler(store: UsageStore, after: Callable[[], None]) -> Callable[[str, dict[str, Any]], None]:
+    """Keep a device sample every DEVICE_SAMPLE_EVERY seconds, and at once when the models holding a device change
+    (a load or unload changes the power draw: energy is integrated between samples)."""
+    last: list[Any] = [0.0, None]
 
     def sample(_topic: str, payload: dict[str, Any]) -> None:
         now = time.time()
-        if now - last[0] < DEVICE_SAMPLE_EVERY:
+        holders = [(d["name"], sorted((m.get("instance") or m["model"], m.get("state", ""), m.get("memory_mb", 0))
+                                      for m in d.get("models", []))) for d in payload["devices"]]
+        if now - last[0] < DEVICE_SAMPLE_EVERY and holders == last[1]:
             return
-        last[0] = now
+        last[0], last[1] = now, holders
         for d in payload["devices"]:
+            power = d.get("power_watts")
             store.record_device_sample(d["name"], float(d.get("used_memory_mb") or 0),
                                        float(d.get("total_memory_mb") or 0), float(d.get("usage_percentage") or 0),
-                                       d.get("temperature_celsius"), now)
+                                       d.get("temperature_celsius"), now,
+                                       float(power) if isinstance(power, (int, float)) else None,
+                                       str(d.get("device_type") or ""))
+        after()
 
     return sample

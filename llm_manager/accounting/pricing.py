@@ -26,12 +26,24 @@ Rules (kept deliberately simple so the bill can be recomputed by hand):
 * **Prompt tiers** apply to a request whose ``prompt_tokens`` is strictly greater than ``above_prompt_tokens`` (the
   highest such tier wins) and then take precedence over volume tiers: a long prompt never gets a volume discount.
 * cost = (prompt_tokens * input + completion_tokens * output) / per.
+
+**Dated price books.** ``pricing`` may also be a list of such blocks, each with an ``effective_from`` date
+(``"2026-11-01"``, midnight UTC, or an ISO datetime; without an offset it is UTC), in increasing order; the first
+block may omit it (in effect since always). A row is priced by the block in effect at its ``ts``: the last one whose
+``effective_from`` is <= ts (a row exactly at a change takes the new price). Before the first dated block no price
+is in effect and a row costs 0. A change of price mid-month does not reset the month's volume: volume tiers count
+every token of the month, whichever block priced it. All blocks of a book share one currency. Every usage row keeps
+the cost it was billed at the time (``request_log.cost``), so editing a book never rewrites history; ``reprice``
+is the what-if.
 """
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +53,7 @@ from llm_manager.errors import ConfigError
 if TYPE_CHECKING:  # pandas is imported by the functions that take frames: config.py imports this module
     import pandas as pd
 
-__all__ = ["Pricing", "PromptTier", "VolumeTier", "parse_pricing", "period_start", "reprice"]
+__all__ = ["PriceBook", "Pricing", "PromptTier", "VolumeTier", "as_book", "parse_pricing", "period_start", "reprice"]
 
 _TOP_KEYS = {"input", "output", "currency", "per", "volume_tiers", "prompt_tiers"}
 
@@ -96,6 +108,62 @@ class Pricing:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class PriceBook:
+    """A model's prices over time: ``blocks[i]`` is in effect from ``starts[i]`` (epoch seconds, UTC; -inf for an
+    undated first block) until the next start. One dict in the config is a book of one undated block."""
+
+    starts: tuple[float, ...]
+    blocks: tuple[Pricing, ...]
+
+    @classmethod
+    def single(cls, pricing: Pricing) -> PriceBook:
+        return cls((float("-inf"),), (pricing,))
+
+    def at(self, ts: float) -> Pricing | None:
+        """The block in effect at ``ts`` (a row exactly at ``effective_from`` takes it); None before the first."""
+        i = bisect.bisect_right(self.starts, ts) - 1
+        return self.blocks[i] if i >= 0 else None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int, period_tokens_before: int = 0,
+             ts: float | None = None) -> float:
+        """Cost of one request under the block in effect at ``ts`` (default: now), tiers included."""
+        pricing = self.at(time.time() if ts is None else ts)
+        return pricing.cost(prompt_tokens, completion_tokens, period_tokens_before) if pricing else 0.0
+
+    @property
+    def currency(self) -> str:
+        return self.blocks[0].currency
+
+    def to_dict(self, ts: float | None = None) -> dict[str, Any]:
+        """The block in effect at ``ts`` (default now; else the first) with its ``effective_from``, and the whole
+        ``book`` when there is more than one block (the config's list form)."""
+        now = time.time() if ts is None else ts
+        i = max(0, bisect.bisect_right(self.starts, now) - 1)
+        out = {**self.blocks[i].to_dict(), "effective_from": _iso(self.starts[i])}
+        if len(self.blocks) > 1:
+            out["book"] = self.to_config()
+        return out
+
+    def to_config(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """The config form: one dict for an undated single block, else the list of dated blocks."""
+        if len(self.blocks) == 1 and self.starts[0] == float("-inf"):
+            return self.blocks[0].to_dict()
+        return [{**({"effective_from": _iso(s)} if s != float("-inf") else {}), **b.to_dict()}
+                for s, b in zip(self.starts, self.blocks, strict=True)]
+
+
+def as_book(pricing: Pricing | PriceBook | None) -> PriceBook | None:
+    """A book for either form (``reprice`` callers may still pass plain ``Pricing`` blocks)."""
+    return PriceBook.single(pricing) if isinstance(pricing, Pricing) else pricing
+
+
+def _iso(ts: float) -> str | None:
+    if ts == float("-inf"):
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 # ---------------------------------------------------------------- parsing
 
 
@@ -139,10 +207,57 @@ def _tiers(raw: Any, path: str, key: str, base: tuple[float, float]) -> list[tup
     return sorted(tiers)
 
 
-def parse_pricing(block: Mapping[str, Any] | None, path: str = "pricing") -> Pricing | None:
-    """Validate a config ``pricing`` block; errors name the JSON path (``models.X.pricing.input: expected number``)."""
-    if block is None:
+def parse_pricing(raw: Mapping[str, Any] | Sequence[Any] | None, path: str = "pricing") -> PriceBook | None:
+    """Validate a config ``pricing`` value (one block or a list of dated blocks) into a price book; errors name the
+    JSON path (``models.X.pricing.input: expected number``, ``models.X.pricing[1].effective_from: ...``)."""
+    if raw is None:
         return None
+    if isinstance(raw, Mapping):
+        return PriceBook.single(parse_block(raw, path))
+    if not isinstance(raw, list):
+        raise ConfigError(path, "expected object (one price) or list of price blocks with effective_from")
+    if not raw:
+        raise ConfigError(path, "expected at least one price block")
+    starts: list[float] = []
+    blocks: list[Pricing] = []
+    for i, item in enumerate(raw):
+        p = f"{path}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(p, "expected object (a price block with effective_from)")
+        if "effective_from" in item:
+            start = _effective_from(item["effective_from"], f"{p}.effective_from")
+        elif i == 0:
+            start = float("-inf")
+        else:
+            raise ConfigError(f"{p}.effective_from", "required (every block after the first says when it starts)")
+        if starts and start <= starts[-1]:
+            raise ConfigError(f"{p}.effective_from", f"expected a date after {path}[{i - 1}]'s (blocks in "
+                                                     "increasing date order)")
+        block = parse_block({k: v for k, v in item.items() if k != "effective_from"}, p)
+        if blocks and block.currency != blocks[0].currency:
+            raise ConfigError(f"{p}.currency", f"expected {blocks[0].currency} (one currency per price book)")
+        starts.append(start)
+        blocks.append(block)
+    return PriceBook(tuple(starts), tuple(blocks))
+
+
+def _effective_from(value: Any, path: str) -> float:
+    """``"2026-11-01"`` (midnight UTC) or an ISO datetime (UTC unless it carries an offset) -> epoch seconds."""
+    expected = 'expected a date "YYYY-MM-DD" or an ISO datetime (UTC), e.g. "2026-11-01T00:00:00Z"'
+    if not isinstance(value, str):
+        raise ConfigError(path, expected)
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(path, expected) from None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def parse_block(block: Mapping[str, Any], path: str = "pricing") -> Pricing:
+    """Validate one price block (no ``effective_from``)."""
     if not isinstance(block, Mapping):
         raise ConfigError(path, "expected object")
     unknown = sorted(set(block) - _TOP_KEYS)
@@ -234,11 +349,12 @@ def period_tokens_before(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def reprice(df: pd.DataFrame, pricing_by_model: Mapping[str, Pricing | None]) -> pd.Series:
-    """Cost of every row under ``pricing_by_model`` (models without pricing cost 0), aligned to ``df.index``.
+def reprice(df: pd.DataFrame, pricing_by_model: Mapping[str, PriceBook | Pricing | None]) -> pd.Series:
+    """Cost of every row under ``pricing_by_model`` (models without pricing cost 0), aligned to ``df.index``; each
+    row under the block of its model's book in effect at its ``ts``.
 
-    Vectorised: one grouping pass for the running monthly tokens, then per model one contiguous slice and a
-    ``searchsorted`` per kind of tier; no Python loop over rows.
+    Vectorised: one grouping pass for the running monthly tokens, then per model and block one contiguous slice
+    and a ``searchsorted`` per kind of tier; no Python loop over rows.
     """
     import pandas as pd
 
@@ -246,29 +362,40 @@ def reprice(df: pd.DataFrame, pricing_by_model: Mapping[str, Pricing | None]) ->
     if len(df) == 0:
         return pd.Series(cost, index=df.index, name="cost")
     order, codes, before, models = _by_model_month(df)
+    ts = df["ts"].to_numpy(dtype=np.float64)
     prompt = df["prompt_tokens"].to_numpy(dtype=np.int64)[order]
     completion = df["completion_tokens"].to_numpy(dtype=np.int64)[order]
     bounds = np.searchsorted(codes, np.arange(len(models) + 1), side="left")  # codes are sorted
     grouped = np.zeros(len(df), dtype=np.float64)
     for code, model in enumerate(models):
-        pricing = pricing_by_model.get(model)
+        book = as_book(pricing_by_model.get(model))
         lo, hi = int(bounds[code]), int(bounds[code + 1])
-        if pricing is None or lo == hi:
+        if book is None or lo == hi:
             continue
-        p, c = prompt[lo:hi], completion[lo:hi]
-        v_thr = np.array([t.above_tokens for t in pricing.volume_tiers], dtype=np.int64)
-        v_in = np.array([pricing.input] + [t.input for t in pricing.volume_tiers])
-        v_out = np.array([pricing.output] + [t.output for t in pricing.volume_tiers])
-        vi = np.searchsorted(v_thr, before[lo:hi], side="right")  # number of thresholds <= tokens before
-        inp, out = v_in[vi], v_out[vi]
-        if pricing.prompt_tiers:
-            p_thr = np.array([t.above_prompt_tokens for t in pricing.prompt_tiers], dtype=np.int64)
-            p_in = np.array([0.0] + [t.input for t in pricing.prompt_tiers])
-            p_out = np.array([0.0] + [t.output for t in pricing.prompt_tiers])
-            pi = np.searchsorted(p_thr, p, side="left")  # number of thresholds < prompt tokens
-            long_prompt = pi > 0
-            inp = np.where(long_prompt, p_in[pi], inp)
-            out = np.where(long_prompt, p_out[pi], out)
-        grouped[lo:hi] = (p * inp + c * out) / pricing.per
+        # a model's rows are in time order (month, then ts), so each block's rows are one contiguous slice; a row
+        # exactly at a block's start takes that block
+        dated = book.starts != (float("-inf"),)
+        cuts = lo + np.searchsorted(ts[order[lo:hi]], book.starts, side="left") if dated else [lo]
+        for pricing, a, b in zip(book.blocks, cuts, [*cuts[1:], hi], strict=True):
+            if a < b:
+                grouped[a:b] = _block_cost(pricing, prompt[a:b], completion[a:b], before[a:b])
     cost[order] = grouped
     return pd.Series(cost, index=df.index, name="cost")
+
+
+def _block_cost(pricing: Pricing, p: np.ndarray, c: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``Pricing.cost`` over arrays: the volume tier by the tokens before, then prompt tiers on top."""
+    v_thr = np.array([t.above_tokens for t in pricing.volume_tiers], dtype=np.int64)
+    v_in = np.array([pricing.input] + [t.input for t in pricing.volume_tiers])
+    v_out = np.array([pricing.output] + [t.output for t in pricing.volume_tiers])
+    vi = np.searchsorted(v_thr, before, side="right")  # number of thresholds <= tokens before
+    inp, out = v_in[vi], v_out[vi]
+    if pricing.prompt_tiers:
+        p_thr = np.array([t.above_prompt_tokens for t in pricing.prompt_tiers], dtype=np.int64)
+        p_in = np.array([0.0] + [t.input for t in pricing.prompt_tiers])
+        p_out = np.array([0.0] + [t.output for t in pricing.prompt_tiers])
+        pi = np.searchsorted(p_thr, p, side="left")  # number of thresholds < prompt tokens
+        long_prompt = pi > 0
+        inp = np.where(long_prompt, p_in[pi], inp)
+        out = np.where(long_prompt, p_out[pi], out)
+    return (p * inp + c * out) / pricing.per

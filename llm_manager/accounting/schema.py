@@ -15,7 +15,8 @@ from sqlmodel import Field, SQLModel
 
 log = logging.getLogger("llm_manager.accounting.store")  # the store's log: migrations run when it opens
 
-EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop")
+EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop", "sleep", "wake", "cold-start", "scale-up",
+               "scale-down", "scale-blocked", "upstream-down", "upstream-up", "swap-wait", "drain")
 
 
 class RequestLog(SQLModel, table=True):
@@ -41,7 +42,8 @@ class RequestLog(SQLModel, table=True):
     error: str | None = None
     cached: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     batch_id: str | None = Field(default=None, index=True)
-    instance: str = ""  # which instance or upstream served it ("demo-chat#1", "api.example.com")
+    instance: str = Field(default="", sa_column_kwargs={"server_default": ""})  # which instance or upstream
+    # served it ("demo-chat@1", "api.example.com"); the default as v6 gave migrated tables, for fresh ones too
 
 
 class ModelEvent(SQLModel, table=True):
@@ -51,6 +53,10 @@ class ModelEvent(SQLModel, table=True):
     model: str = Field(index=True)
     kind: str  # one of EVENT_KINDS
     detail: str = ""
+    # On start events (v8), what the start held, as billed then: the hourly price in effect (the profile's, else
+    # the model's) and JSON {device name: MB} of the devices its profile holds. History never follows the config.
+    price_per_hour: float | None = None
+    holdings: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class DeviceSample(SQLModel, table=True):
@@ -62,6 +68,8 @@ class DeviceSample(SQLModel, table=True):
     total_memory_mb: float = 0.0
     usage_percentage: float = 0.0
     temperature_celsius: float | None = None
+    power_watts: float | None = None  # v8: board power draw (NVML, simulated); None where not measured
+    device_type: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v8: "GPU", "CPU", ...
 
 
 class ApiKey(SQLModel, table=True):
@@ -210,8 +218,24 @@ def _m7_alert_log(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[AlertLog.__table__])  # type: ignore[attr-defined]
 
 
+def _m8_power_and_holdings(conn: Connection) -> None:
+    """v8: device samples keep the power draw and device type; start events keep their hourly price and holdings
+    (runtime cost, GPU time and energy are computed from these)."""
+    samples = {c["name"] for c in inspect(conn).get_columns("device_sample")}
+    if "power_watts" not in samples:
+        conn.execute(text("ALTER TABLE device_sample ADD COLUMN power_watts FLOAT"))
+    if "device_type" not in samples:
+        conn.execute(text("ALTER TABLE device_sample ADD COLUMN device_type VARCHAR NOT NULL DEFAULT ''"))
+    events = {c["name"] for c in inspect(conn).get_columns("model_event")}
+    if "price_per_hour" not in events:
+        conn.execute(text("ALTER TABLE model_event ADD COLUMN price_per_hour FLOAT"))
+    if "holdings" not in events:
+        conn.execute(text("ALTER TABLE model_event ADD COLUMN holdings VARCHAR NOT NULL DEFAULT ''"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
-                                                  _m4_cached_and_batch, _m5_batches, _m6_instance, _m7_alert_log]
+                                                  _m4_cached_and_batch, _m5_batches, _m6_instance, _m7_alert_log,
+                                                  _m8_power_and_holdings]
 
 
 def schema_version(engine: Engine) -> int:

@@ -3,7 +3,8 @@
 The config blocks (``program.api_keys``, ``budgets``, ``rate_limits``; their form is in ``config_blocks.py``)
 arrive parsed in ``ProgramConfig``; nothing here re-validates them.
 Keys created at run time (``/api/keys``, ``llm-manager keys create``) live in the usage store, hashed.
-Budget counters start from the store's totals for the current period and then count in memory.
+Budget counters start from the store's totals for the current period and then count in memory; GPU-hour budgets
+are measured from the store's events and device samples instead (``measure_gpu_hours``, after each device sample).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from ..config.blocks import BudgetSpec, ConfigKey, hash_key
 from ..config.parse import ProgramConfig
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
+from .energy import store_breakdown
 
 BUDGET_THRESHOLDS = (0.5, 0.8, 1.0)
 
@@ -103,7 +105,7 @@ class Budget:
     scope: str  # "global" | "key"
     period: str  # "day" | "month"
     limit: float
-    unit: str  # "cost" | "tokens"
+    unit: str  # "cost" | "tokens" | "gpu_hours"
     key: str | None = None  # key id or name, for scope "key"
     used: float = 0.0
     start: float = 0.0
@@ -164,10 +166,43 @@ class Security:
         for b in self.budgets:
             b.start, b.end = period_bounds(b.period, now)
             b.used = 0.0
-            if self.store is not None:
+            if self.store is not None and b.unit != "gpu_hours":
                 key_id = None if b.scope == "global" else self._key_id(b.key)
                 tokens, cost = self.store.period_totals(key_id, b.start)
                 b.used = float(cost if b.unit == "cost" else tokens)
+        if any(b.unit == "gpu_hours" for b in self.budgets):
+            self.apply_gpu_hours(self.measure_gpu_hours(now), warn=False)
+
+    def measure_gpu_hours(self, now: float | None = None) -> list[float | None]:
+        """GPU-hours used so far in each GPU-hour budget's period (None for the others; blocking): the GPU time of
+        every loaded interval (global), or a key's token share of it (``energy.store_breakdown``)."""
+        now = now or time.time()
+        out: list[float | None] = []
+        frames: dict[tuple[float, bool], Any] = {}
+        for b in self.budgets:
+            if b.unit != "gpu_hours" or self.store is None:
+                out.append(None)
+                continue
+            per_key = b.scope == "key"
+            if (b.start, per_key) not in frames:
+                frames[b.start, per_key] = store_breakdown(self.store, b.start, now, alive_until=now,
+                                                           with_requests=per_key)
+            f = frames[b.start, per_key]
+            if per_key:
+                keys = f["by_key"]
+                seconds = keys.loc[keys["key_id"] == self._key_id(b.key), "gpu_seconds"].sum()
+            else:
+                seconds = f["by_model"]["gpu_seconds"].sum()
+            out.append(float(seconds) / 3600.0)
+        return out
+
+    def apply_gpu_hours(self, used: list[float | None], warn: bool = True) -> None:
+        """Take measured GPU-hours (from ``measure_gpu_hours``, on the IOLoop) and warn at the thresholds."""
+        for b, value in zip(self.budgets, used, strict=False):
+            if value is not None:
+                b.used = value
+                if warn:
+                    self._warn(b, "")
 
     def _key_id(self, name_or_id: str | None) -> str | None:
         for k in self.keys.values():
@@ -274,7 +309,7 @@ class Security:
                 b.start, b.end, b.used, b.warned = *period_bounds(b.period, now), 0.0, set()
             if b.used >= b.limit:
                 reset = datetime.fromtimestamp(b.end, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-                unit = "tokens" if b.unit == "tokens" else "cost"
+                unit = {"tokens": "tokens", "gpu_hours": "GPU-hours"}.get(b.unit, "cost")
                 raise BudgetExceeded(
                     f"budget {b.name!r} exhausted: {b.used:g} of {b.limit:g} ({unit}, {b.period}ly); resets at {reset}",
                     headers={"Retry-After": str(max(1, int(b.end - now)))})
@@ -295,16 +330,19 @@ class Security:
             if tpm:
                 self._bucket(("key-tpm", key.id), tpm).take(tokens)
         for b in self.budgets:
-            if not b.applies(key) or not (b.start <= rec.ts < b.end or b.end == 0):
+            if b.unit == "gpu_hours" or not b.applies(key) or not (b.start <= rec.ts < b.end or b.end == 0):
                 continue
             b.used += rec.cost if b.unit == "cost" else tokens
-            for t in BUDGET_THRESHOLDS:
-                if b.used >= t * b.limit and t not in b.warned:
-                    b.warned.add(t)
-                    if self.bus is not None:
-                        self.bus.publish("event", {"kind": "budget", "model": rec.model, "ts": time.time(),
-                                                   "detail": f"budget {b.name!r} at {int(t * 100)} % "
-                                                             f"({b.used:g} of {b.limit:g})"})
+            self._warn(b, rec.model)
+
+    def _warn(self, b: Budget, model: str) -> None:
+        for t in BUDGET_THRESHOLDS:
+            if b.used >= t * b.limit and t not in b.warned:
+                b.warned.add(t)
+                if self.bus is not None:
+                    self.bus.publish("event", {"kind": "budget", "model": model, "ts": time.time(),
+                                               "detail": f"budget {b.name!r} at {int(t * 100)} % "
+                                                         f"({b.used:g} of {b.limit:g})"})
 
     def budget_status(self) -> list[dict[str, Any]]:
         return [b.to_dict() for b in self.budgets]

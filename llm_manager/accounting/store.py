@@ -131,21 +131,26 @@ class UsageStore:
         """Queue one request row: O(1), no I/O. Do not mutate ``rec`` afterwards."""
         self._push(self._requests, rec)
 
-    def record_event(self, model: str, kind: str, detail: str = "", ts: float | None = None) -> None:
-        """Queue one model lifecycle event; an unknown ``kind`` is a programming error and raises ValueError."""
+    def record_event(self, model: str, kind: str, detail: str = "", ts: float | None = None,
+                     price_per_hour: float | None = None, holdings: dict[str, float] | None = None) -> None:
+        """Queue one model lifecycle event; an unknown ``kind`` is a programming error and raises ValueError.
+
+        A start event carries its hourly price and ``holdings`` ({device: MB}) as in effect then."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown model event kind {kind!r}; expected one of {', '.join(EVENT_KINDS)}")
         self._push(self._events, {"ts": time.time() if ts is None else ts, "model": model, "kind": kind,
-                                  "detail": detail})
+                                  "detail": detail, "price_per_hour": price_per_hour,
+                                  "holdings": json.dumps(holdings) if holdings is not None else ""})
 
     def record_device_sample(self, device: str, used_memory_mb: float, total_memory_mb: float,
                              usage_percentage: float, temperature_celsius: float | None = None,
-                             ts: float | None = None) -> None:
+                             ts: float | None = None, power_watts: float | None = None,
+                             device_type: str = "") -> None:
         """Queue one (already downsampled) device sample."""
         self._push(self._devices, {
             "ts": time.time() if ts is None else ts, "device": device, "used_memory_mb": used_memory_mb,
             "total_memory_mb": total_memory_mb, "usage_percentage": usage_percentage,
-            "temperature_celsius": temperature_celsius})
+            "temperature_celsius": temperature_celsius, "power_watts": power_watts, "device_type": device_type})
 
     @property
     def pending(self) -> int:
@@ -250,6 +255,22 @@ class UsageStore:
     def device_frame(self, since: float | None = None, until: float | None = None,
                      device: str | None = None) -> pd.DataFrame:
         return self._frame(DeviceSample.__table__, since, until, device=device)  # type: ignore[attr-defined]
+
+    def last_sign_of_life(self, before: float | None = None) -> float | None:
+        """The newest timestamp of any request, event or device sample (before ``before``): when a manager writing
+        here was last seen alive. Rows still queued count too."""
+        newest: list[float] = [r.ts for r in list(self._requests)] + [e["ts"] for e in list(self._events)]
+        newest += [d["ts"] for d in list(self._devices)]
+        with self.engine.connect() as conn:
+            for table in (RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__):  # type: ignore[attr-defined]
+                stmt = select(func.max(table.c.ts))
+                if before is not None:
+                    stmt = stmt.where(table.c.ts < before)
+                value = conn.execute(stmt).scalar_one_or_none()
+                if value is not None:
+                    newest.append(float(value))
+        newest = [t for t in newest if before is None or t < before]
+        return max(newest) if newest else None
 
     def period_totals(self, key_id: str | None, since: float, model: str | None = None) -> tuple[int, float]:
         """(tokens, cost) since ``since`` for one key (None: all keys), optionally one model; one SQL SUM.

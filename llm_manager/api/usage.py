@@ -7,6 +7,7 @@ run on the IOLoop), and renders.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from ..accounting import analytics
@@ -19,9 +20,23 @@ from .management import ManagementHandler
 class UsageHandler(ManagementHandler):
     def days(self, default: float = 30) -> float:
         try:
-            return float(self.get_argument("days", str(default)))
+            days = float(self.get_argument("days", str(default)))
         except ValueError:
-            raise BadRequest("days: expected a number", param="days") from None
+            days = math.nan
+        if not math.isfinite(days):
+            raise BadRequest("days: expected a number", param="days")
+        return days
+
+    def epoch(self, name: str) -> float | None:
+        """An optional epoch-seconds query argument (``since``, ``until``)."""
+        raw = self.get_argument(name, None)
+        try:
+            value = None if raw is None else float(raw)
+        except ValueError:
+            value = math.nan
+        if value is not None and not math.isfinite(value):
+            raise BadRequest(f"{name}: expected epoch seconds", param=name)
+        return value
 
     async def blocking(self, fn: Any, *args: Any, **kw: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
@@ -73,6 +88,15 @@ class GroupedHandler(UsageHandler):
         self.write_json({"rows": await self.blocking(rows)})
 
 
+class CostsHandler(UsageHandler):
+    """GET ?days=30 (or since/until, epoch seconds): runtime cost, GPU-seconds and energy (Wh) by model and key, per
+    device and per loaded interval; token cost beside them."""
+
+    async def get(self) -> None:
+        self.write_json(await self.blocking(self.accounting.usage_costs, self.days(), self.epoch("since"),
+                                            self.epoch("until")))
+
+
 class RepriceHandler(UsageHandler):
     """POST {"pricing": {model: block}, "days": 30}: what history would have cost at other prices."""
 
@@ -89,7 +113,9 @@ class PricingHandler(UsageHandler):
         self.write_json(self.accounting.prices())
 
     def put(self, model: str) -> None:
-        self.write_json(self.accounting.set_price(model, self.json_body()))
+        """Body: a pricing block, or {"book": [dated blocks]} (a price book, as in the config); {} makes it free."""
+        body = self.json_body()
+        self.write_json(self.accounting.set_price(model, body["book"] if set(body) == {"book"} else body))
 
 
 class KeysHandler(UsageHandler):
@@ -129,6 +155,7 @@ def usage_routes(service: Service) -> list[tuple]:
         (r"/api/usage/requests", RequestsHandler, m),
         (r"/api/usage/by/([a-z]+)", GroupedHandler, m),
         (r"/api/usage/reprice", RepriceHandler, m),
+        (r"/api/usage/costs", CostsHandler, m),
         (r"/api/pricing", PricingHandler, m),
         (r"/api/pricing/([^/]+)", PricingHandler, m),
         (r"/api/keys", KeysHandler, m),

@@ -8,7 +8,8 @@ it take typed values and never re-validate. Config form (all optional, in ``prog
     "rate_limits": {"per_key": {"rpm": 600, "tpm": 1000000}, "per_ip": {"rpm": 120}},
     "budgets": [{"name": "monthly", "scope": "global", "period": "month", "limit": 50, "unit": "cost"},
                 {"name": "team-a daily", "scope": "key", "key": "team-a", "period": "day", "limit": 200000,
-                 "unit": "tokens"}]
+                 "unit": "tokens"},
+                {"name": "gpu", "period": "month", "limit": 100, "unit": "gpu_hours"}]
 
 Errors are ``ConfigError(path, expected)`` naming the JSON path, like the rest of the config.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
+BUDGET_UNITS = ("cost", "tokens", "gpu_hours")
 # Which limits each rate_limits scope takes: a per-IP token limit would never be applied, so it is refused.
 RATE_LIMIT_KEYS = {"per_key": ("rpm", "tpm"), "per_ip": ("rpm",)}
 
@@ -49,7 +51,7 @@ class BudgetSpec:
     scope: str  # "global" | "key"
     period: str  # "day" | "month"
     limit: float
-    unit: str  # "cost" | "tokens"
+    unit: str  # "cost" | "tokens" | "gpu_hours" (GPU time the models held, measured from the usage store)
     key: str | None = None  # key id or name, for scope "key"
 
 
@@ -109,8 +111,8 @@ def parse_budgets(raw: Any) -> tuple[BudgetSpec, ...]:
             raise ConfigError(f"{p}.scope", "expected global or key")
         if period not in ("day", "month"):
             raise ConfigError(f"{p}.period", "expected day or month")
-        if unit not in ("cost", "tokens"):
-            raise ConfigError(f"{p}.unit", "expected cost or tokens")
+        if unit not in BUDGET_UNITS:
+            raise ConfigError(f"{p}.unit", "expected cost, tokens or gpu_hours")
         limit = b.get("limit")
         if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
             raise ConfigError(f"{p}.limit", "expected a positive number")

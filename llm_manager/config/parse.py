@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..accounting.pricing import Pricing, parse_pricing
+from ..accounting.pricing import PriceBook, parse_pricing
 from ..errors import ConfigError
 from .alerts import AlertsSpec, parse_alerts
 from .blocks import (
@@ -78,7 +78,7 @@ class ModelConfig:
     max_queue: int = 100
     queue_timeout: float = 600.0
     request_timeout: float = 600.0  # seconds the upstream may take to answer (or between stream chunks)
-    pricing: Pricing | None = None  # parsed by _model with usage/pricing.py; None: the model is free
+    pricing: PriceBook | None = None  # dated price blocks (accounting/pricing.py); None: the model is free
     description: str = ""
     protocols: tuple[str, ...] = ("openai",)  # what its server speaks natively (config_blocks.parse_protocols)
     batch_share: float | None = None  # None: program.batch_share (Batches API lines' share of max_concurrency)

@@ -278,7 +278,7 @@ def test_migration_v1_to_v2_keeps_rows(url: str | None, tmp_path: Path) -> None:
     assert "ix_request_log_key_ts" not in names
     engine.dispose()
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
-        assert s.version == len(MIGRATIONS) == 5 and schema_version(s.engine) == 5
+        assert s.version == len(MIGRATIONS) == 8 and schema_version(s.engine) == 8
         assert {"batch", "batch_line", "batch_file"} <= set(inspect(s.engine).get_table_names())  # v5
         df = s.requests_frame()
         assert df["model"].tolist() == ["old"] and df["total_tokens"].tolist() == [7]
@@ -287,6 +287,31 @@ def test_migration_v1_to_v2_keeps_rows(url: str | None, tmp_path: Path) -> None:
         s.record(rec(1))
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:  # migrating again is a no-op
         assert len(s.requests_frame()) == 2
+
+
+def test_migration_v7_to_v8_adds_power_and_start_terms(url: str | None, tmp_path: Path) -> None:
+    engine = make_engine(url or f"sqlite:///{tmp_path / 'usage.db'}")
+    assert migrate(engine, target=7) == 7
+    with engine.begin() as conn:  # rows as v7 wrote them, in tables without the v8 columns
+        for table, column in (("device_sample", "power_watts"), ("device_sample", "device_type"),
+                              ("model_event", "price_per_hour"), ("model_event", "holdings")):
+            if column in {c["name"] for c in inspect(conn).get_columns(table)}:  # fresh v1 tables have them
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(text("INSERT INTO device_sample (ts, device, used_memory_mb, total_memory_mb, usage_percentage) "
+                          "VALUES (1.0, 'gpu0', 10, 100, 10)"))
+        conn.execute(text("INSERT INTO model_event (ts, model, kind, detail) VALUES (1.0, 'm', 'start', "
+                          "'profile gpu')"))
+    engine.dispose()
+    with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
+        assert s.version == 8
+        s.record_device_sample("gpu0", 20, 100, 20, None, 2.0, power_watts=75.5, device_type="GPU")
+        s.record_event("m", "start", "profile gpu", 2.0, price_per_hour=1.5, holdings={"gpu0": 20})
+        s.flush()
+        d, e = s.device_frame(), s.events_frame()
+        assert d["power_watts"].tolist()[1] == 75.5 and pd.isna(d["power_watts"].tolist()[0])
+        assert d["device_type"].tolist() == ["", "GPU"]
+        assert e["holdings"].tolist() == ["", '{"gpu0": 20}'] and e["price_per_hour"].tolist()[1] == 1.5
+        assert s.last_sign_of_life() == 2.0 and s.last_sign_of_life(before=2.0) == 1.0
 
 
 def test_newer_schema_is_refused(url: str | None, tmp_path: Path) -> None:

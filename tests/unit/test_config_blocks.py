@@ -12,7 +12,7 @@ import pytest
 import llm_manager.config.files as loading
 import llm_manager.config.parse as config_module
 from llm_manager.accounting.layer import Pricer
-from llm_manager.accounting.pricing import Pricing, VolumeTier
+from llm_manager.accounting.pricing import PriceBook, VolumeTier
 from llm_manager.accounting.security import Budget, KeyInfo, Security
 from llm_manager.config.blocks import BudgetSpec, ConfigKey, RateLimits, hash_key
 from llm_manager.config.files import read_config, read_document
@@ -46,9 +46,10 @@ def test_parse_config_gives_typed_blocks(tmp_path: Path) -> None:
     assert program.api_keys == (ConfigKey(hash_key("sk-a"), "config-key-0"),
                                 ConfigKey(hash_key("sk-b"), "b", ("m",), 6.0, 600.0))
     assert program.rate_limits == RateLimits(key_rpm=600.0, key_tpm=100000.0, ip_rpm=120.0)
-    pricing = config.models["m"].pricing
-    assert isinstance(pricing, Pricing)
-    assert pricing.volume_tiers == (VolumeTier(10, 0.5, 2.0),) and pricing.per == 1000.0
+    book = config.models["m"].pricing
+    assert isinstance(book, PriceBook) and len(book.blocks) == 1
+    pricing = book.at(0.0)
+    assert pricing is not None and pricing.volume_tiers == (VolumeTier(10, 0.5, 2.0),) and pricing.per == 1000.0
     assert config.models["free"].pricing is None
     assert config.raw["program"]["api_keys"][0] == "sk-a"  # raw stays the document, for /api/config
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from llm_manager.accounting.pricing import (
+    PriceBook,
     Pricing,
     PromptTier,
     VolumeTier,
@@ -38,19 +39,22 @@ def test_parse_full_block_sorts_tiers_and_inherits_prices() -> None:
         "volume_tiers": [{"above_tokens": 2000, "input": 0.3, "output": 1}, {"above_tokens": 1000, "input": 0.4}],
         "prompt_tiers": [{"above_prompt_tokens": 32000, "output": 3.0}],
     }, "models.m.pricing")
-    assert p == Pricing(0.5, 1.5, "EUR", 1000.0,
-                        (VolumeTier(1000, 0.4, 1.5), VolumeTier(2000, 0.3, 1.0)), (PromptTier(32000, 0.5, 3.0),))
+    assert p == PriceBook.single(Pricing(0.5, 1.5, "EUR", 1000.0, (VolumeTier(1000, 0.4, 1.5),
+                                                                  VolumeTier(2000, 0.3, 1.0)),
+                                         (PromptTier(32000, 0.5, 3.0),)))
 
 
 def test_parse_defaults_and_none() -> None:
     assert parse_pricing(None, "x") is None
     p = parse_pricing({"input": 1, "output": 2}, "x")
-    assert p == Pricing(1.0, 2.0, "USD", 1_000_000.0, (), ())
-    assert parse_pricing(p.to_dict(), "x") == p
+    assert p == PriceBook.single(Pricing(1.0, 2.0, "USD", 1_000_000.0, (), ()))
+    assert parse_pricing(p.to_config(), "x") == p
+    assert parse_pricing(p.blocks[0].to_dict(), "x") == p
 
 
 @pytest.mark.parametrize(("block", "path", "expected"), [
-    ([], "m.pricing", "expected object"),
+    ([], "m.pricing", "at least one price block"),
+    ("cheap", "m.pricing", "expected object"),
     ({"output": 1}, "m.pricing.input", "required"),
     ({"input": 1}, "m.pricing.output", "required"),
     ({"input": "1", "output": 1}, "m.pricing.input", "expected number"),
