@@ -197,6 +197,7 @@ class Pipeline:
         byte (the caller tries elsewhere)."""
         model = adm.model
         group = self.manager.group(model.name)
+        reply.header(MODEL_HEADER, model.name)  # known now: loading comments may start the answer before a target
         feedback = None
         if adm.stream and call.adapter is None and model.loading_feedback and not group.usable():
             feedback = asyncio.ensure_future(_tell_loading(reply, model.name, group.load_s))

@@ -243,6 +243,7 @@ def test_a_stream_through_instances_says_who_served_it(tmp_path: Path) -> None:
     model = fake_model(max_instances=2, ports=[free_port(), free_port()])
     mgr = ManagerProcess(tmp_path, config_doc({"chat": model}))
     try:
+        mgr.http.post("/api/models/chat/start", params={"wait": 1}).raise_for_status()  # warm: no loading comments
         with client(mgr).chat.completions.with_streaming_response.create(
                 model="chat", max_tokens=5, stream=True, messages=[{"role": "user", "content": "hi"}]) as resp:
             assert resp.headers["x-llm-manager-model"] == "chat"

@@ -1,0 +1,138 @@
+"""Swap-aware scheduling vs FIFO (issue 19): one seeded interleaved trace, replayed under both schedulers.
+
+Three models compete for one simulated GPU on which two fit; each loads in ``LOAD_S`` seconds (the fake backend's
+``--load-delay``) and generates at ``TPS`` tokens/s. The same trace (arrival times, models, answer lengths; seeded)
+is replayed against a manager with ``scheduler: "fifo"`` and one with ``"swap-aware"``. A client that is refused
+(429/503) retries after the answer's ``Retry-After``, as a well-behaved client would. Printed side by side: swaps
+(evictions), total time (first arrival to last answer), and each request's wait (arrival to answer, less its own
+generation time) at p50/p95/max, with the load average.
+
+    python bench/schedule.py [--requests 60] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import free_port, stop_proc, wait_http  # noqa: E402
+
+LOAD_S, TPS = 1.0, 40.0
+MODELS = {"a": 0.34, "b": 0.33, "c": 0.33}  # request shares
+
+
+def trace(n: int, seed: int) -> list[tuple[float, str, int]]:
+    """(arrival second, model, max_tokens): bursts of one model interleaved with the others, mixed lengths."""
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    while len(out) < n:
+        model = rng.choices(list(MODELS), weights=list(MODELS.values()))[0]
+        for _ in range(rng.randint(1, 3)):  # a small burst of one model
+            out.append((round(t, 3), model, rng.choice((8, 16, 32, 64))))
+            t += rng.expovariate(5.0)
+    return out[:n]
+
+
+def config(scheduler: str, tmp: Path) -> Path:
+    models = {}
+    for name in MODELS:
+        models[name] = {
+            "mode": "Chat", "port": free_port(), "max_concurrency": 4, "max_queue": 1000,
+            "command": [sys.executable, "-m", "llm_manager.testing.fake_backend", "--port", "${PORT}", "--quiet",
+                        "--load-delay", str(LOAD_S), "--tokens-per-second", str(TPS)],
+            "gpu": {"required_devices": ["gpu"], "memory_mb": {"gpu": 7000}},
+        }
+    doc = {"program": {"host": "127.0.0.1", "port": 0, "log_level": "WARNING", "access_log": False,
+                       "simulated_devices": [{"name": "gpu", "total_memory_mb": 16000}], "scheduler": scheduler,
+                       "min_residency": 4, "max_wait": 30}, **models}
+    path = tmp / f"{scheduler}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def replay(scheduler: str, requests: list[tuple[float, str, int]]) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-schedule-{scheduler}-"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llm_manager.cli", "serve", "--config", str(config(scheduler, tmp)),
+                             "--port", str(port), "--host", "127.0.0.1", "--data-dir", str(tmp / "data"),
+                             "--no-dashboard"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(port, "/api/health", 90, proc)
+        url = f"http://127.0.0.1:{port}"
+        waits: list[float] = []
+        retries = [0]
+        lock = threading.Lock()
+        began = time.monotonic()
+
+        def one(at: float, model: str, tokens: int) -> None:
+            time.sleep(max(0.0, began + at - time.monotonic()))
+            arrived = time.monotonic()
+            body = {"model": model, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}]}
+            with httpx.Client(timeout=300, trust_env=False) as client:
+                for _ in range(200):
+                    r = client.post(url + "/v1/chat/completions", json=body)
+                    if r.status_code == 200:
+                        break
+                    with lock:
+                        retries[0] += 1
+                    time.sleep(min(5.0, float(r.headers.get("Retry-After", "1"))))
+            with lock:
+                waits.append(time.monotonic() - arrived - tokens / TPS)
+
+        threads = [threading.Thread(target=one, args=r) for r in requests]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = time.monotonic() - began
+        events = httpx.get(url + "/api/events", trust_env=False).json()["events"]
+        swaps = sum(1 for e in events if e["kind"] == "evict")
+        starts = sum(1 for e in events if e["kind"] == "start")
+        waits.sort()
+        return {"swaps": swaps, "starts": starts, "total_s": total, "retries": retries[0],
+                "p50": statistics.median(waits), "p95": waits[int(0.95 * (len(waits) - 1))], "max": waits[-1]}
+    finally:
+        stop_proc(proc)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args()
+    requests = trace(args.requests, args.seed)
+    load = os.getloadavg()
+    fifo = replay("fifo", requests)
+    aware = replay("swap-aware", requests)
+    print(f"\n{args.requests} requests, seed {args.seed}, 3 models of which 2 fit, load {LOAD_S:g} s, {TPS:g} tok/s; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before), "
+          f"{os.getloadavg()[0]:.2f} (after)\n")
+    rows = [("swaps (evictions)", "swaps", "{:.0f}"), ("starts", "starts", "{:.0f}"),
+            ("refusals retried", "retries", "{:.0f}"), ("total time s", "total_s", "{:.1f}"),
+            ("wait p50 s", "p50", "{:.2f}"), ("wait p95 s", "p95", "{:.2f}"), ("wait max s", "max", "{:.2f}")]
+    print(f"| {'':20} | {'fifo':>10} | {'swap-aware':>10} | {'fifo / swap-aware':>17} |")
+    print(f"|{'-' * 22}|{'-' * 12}|{'-' * 12}|{'-' * 19}|")
+    for label, key, fmt in rows:
+        ratio = fifo[key] / aware[key] if aware[key] else float("inf")
+        print(f"| {label:20} | {fmt.format(fifo[key]):>10} | {fmt.format(aware[key]):>10} | {ratio:>16.2f}x |")
+    print("\ngoal: swaps and total time fifo / swap-aware >= 2x and >= 1.5x; swap-aware max wait < max_wait (30 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
