@@ -1,4 +1,4 @@
-"""``llm-manager serve | check-config | models | start | stop | plan | fake-backend``."""
+"""``llm-manager serve | check-config | models | start | stop | plan | keys | report | fake-backend``."""
 
 from __future__ import annotations
 
@@ -13,21 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config.files import read_config
+from .cli_report import cmd_report
+from .config.files import DEMO_CONFIG, read_config, resolve_config_path
 from .config.parse import Config
 from .errors import ConfigError, LLMManagerError
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "demo" / "demo.json"
 log = logging.getLogger("llm_manager")
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def resolve_config_path(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if Path("config.json").exists():
-        return Path("config.json")
-    return DEMO_CONFIG
 
 
 def fail_config(exc: ConfigError) -> int:
@@ -323,6 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--models", nargs="*", help="models the new key may use (default: all)")
     k.add_argument("--url", help=url_help)
     k.add_argument("--admin-key", help="the manager's admin_key (default: $LLM_MANAGER_ADMIN_KEY)")
+    r = sub.add_parser("report", help="usage and cost report (CSV, Parquet or HTML) from the usage database",
+                       description="Requests, errors, cached requests, tokens and token cost (as billed) over whole "
+                                   "UTC days, grouped by model, key, endpoint, day, week or month, read straight "
+                                   "from the usage database (no running manager needed).")
+    r.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="first day (default: the 1st of this month)")
+    r.add_argument("--to", metavar="YYYY-MM-DD", help="last day, included (default: today, UTC)")
+    r.add_argument("--by", default="model", help="groups, comma-separated: model,key,endpoint,day,week,month "
+                                                 "(default: model)")
+    r.add_argument("--format", choices=("csv", "parquet", "html", "json"),
+                   help="default: from --out's suffix, else csv (parquet needs pyarrow)")
+    r.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    r.add_argument("--config", metavar="FILE", help="the manager's config.json: its database_url or data_dir "
+                                                    "(default ./config.json, else the bundled demo)")
+    r.add_argument("--data-dir", help="the manager's data dir (its usage.db), as given to serve")
+    r.add_argument("--database-url", help="read this database (SQLAlchemy URL) instead of the config's")
     sub.add_parser("fake-backend", help="run the OpenAI-compatible test backend (see --help)", add_help=False)
     return p
 
@@ -333,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fake_backend(argparse.Namespace(), argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "models": cmd_models,
-                "start": cmd_start_stop, "stop": cmd_start_stop, "plan": cmd_plan, "keys": cmd_keys}
+                "start": cmd_start_stop, "stop": cmd_start_stop, "plan": cmd_plan, "keys": cmd_keys,
+                "report": cmd_report}
     try:
         return handlers[args.command](args)
     except LLMManagerError as exc:

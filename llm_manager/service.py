@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .accounting.alerts import Alerts
 from .accounting.batch_store import BatchStore
 from .accounting.layer import Accounting
 from .accounting.store import UsageStore
@@ -28,13 +29,16 @@ class Service:
     accounting: Accounting
     pipeline: Pipeline
     batches: BatchRunner | None = None  # the Batches API (None: built without it)
+    alerts: Alerts | None = None  # program.alerts: budget, crash-loop, device and store alerts (None: none raised)
 
     async def start(self) -> None:
         await self.manager.start()
+        self.alerts.start() if self.alerts else None
         await self.batches.start() if self.batches else None  # resume what a previous run left unfinished
 
     async def shutdown(self) -> None:
         await self.batches.stop() if self.batches else None  # before the models go: lines in flight rerun later
+        await self.alerts.stop() if self.alerts else None  # before the store closes: its last rows are written
         await self.manager.shutdown()
         await self.pipeline.close()
 
@@ -43,11 +47,11 @@ class Service:
 
 
 def build(config: Config, data_dir: Path | str | None = None, with_store: bool = True) -> Service:
-    """A manager with its usage store (unless ``with_store`` is false), pricing, keys, budgets and metrics."""
+    """A manager with its usage store (unless ``with_store`` is false), pricing, keys, budgets, metrics and alerts."""
     manager = Manager(config, data_dir)
     program = config.program
     store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
     accounting = Accounting(manager, store)
     pipeline = Pipeline(manager, accounting, default_adapters(store, program.responses_retention_days, manager))
     batch_store = BatchStore(store.engine, manager.data_dir / "files") if store is not None else None
-    return Service(manager, accounting, pipeline, BatchRunner(pipeline, batch_store))
+    return Service(manager, accounting, pipeline, BatchRunner(pipeline, batch_store), Alerts(manager, store))

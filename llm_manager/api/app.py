@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from ..service import Service
+from .alerts import alerts_routes
 from .base import NotFoundHandler
 from .batches import batch_routes
 from .events import EventSocket
@@ -31,6 +32,7 @@ from .management import (
 )
 from .ollama import ollama_routes
 from .openai import ModelsHandler, V1OtherHandler, route_v1
+from .reports import report_routes
 from .responses import responses_routes
 from .static import WebUIHandler
 from .usage import usage_routes
@@ -61,6 +63,8 @@ def api_patterns(service: Service) -> list[tuple]:
         (r"/api/ws", EventSocket, m),
         *usage_routes(service),
         *ollama_routes(service),
+        *alerts_routes(service),
+        *report_routes(service),
         (r"/api/.*", NotFoundHandler, m),
         (r"/()", WebUIHandler),
         (r"/(?!api/|v1/|static/|dashboard|panel|autoload|favicon|login|logout)(.*)", WebUIHandler),

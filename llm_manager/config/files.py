@@ -40,3 +40,15 @@ def read_document(raw: Any, base_dir: Path, source: Path | None = None) -> Confi
 def read_config(path: Path | str) -> Config:
     """Read and validate a config file fully (relative paths in it are relative to its folder)."""
     return check_modes(load_config(path, ("*",)))
+
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo" / "demo.json"
+
+
+def resolve_config_path(arg: str | None) -> Path:
+    """The config file a command reads: the one given, else ./config.json, else the bundled demo."""
+    if arg:
+        return Path(arg)
+    if Path("config.json").exists():
+        return Path("config.json")
+    return DEMO_CONFIG
