@@ -101,6 +101,15 @@ class Client:
         return self._call("PUT", f"/api/pricing/{model}", json={"book": pricing} if isinstance(pricing, list)
                           else pricing or {})
 
+    def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent alerts, newest first, with their webhook delivery status (``/api/alerts``)."""
+        return self._call("GET", "/api/alerts", params={"limit": limit})["alerts"]
+
+    def report(self, from_: str | None = None, to: str | None = None, by: str = "model") -> dict[str, Any]:
+        """The usage and cost report as JSON (``/api/report``; dates YYYY-MM-DD, ``by`` like "model,key,day")."""
+        params = {k: v for k, v in {"from": from_, "to": to, "by": by, "format": "json"}.items() if v is not None}
+        return self._call("GET", "/api/report", params=params)
+
     def usage_costs(self, days: float | None = 30, since: float | None = None,
                     until: float | None = None) -> dict[str, Any]:
         """Token cost, runtime cost, GPU-seconds and energy per model, key and device (``/api/usage/costs``)."""

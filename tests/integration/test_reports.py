@@ -265,3 +265,13 @@ def test_cli_json_to_stdout(mgr, capsys):
                  "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(r["model"], r["requests"]) for r in doc["rows"]] == [("chat", 4), ("embed", 1)]
+
+
+def test_the_client_reads_reports_and_alerts(mgr):
+    from llm_manager.client import Client
+
+    client = Client(mgr.url, api_key=ADMIN)
+    rep = client.report("2025-11-01", "2025-11-30", by="model")
+    over_http = report(mgr, **{"from": "2025-11-01", "to": "2025-11-30", "by": "model", "format": "json"}).json()
+    assert rep == over_http and rep["rows"], rep
+    assert isinstance(client.alerts(5), list)
