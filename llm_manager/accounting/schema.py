@@ -245,10 +245,27 @@ def schema_version(engine: Engine) -> int:
         return int(conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar_one_or_none() or 0)
 
 
+MIGRATION_LOCK = 0x6C6C6D6D  # the PostgreSQL advisory lock all managers take to migrate ("llmm")
+
+
 def migrate(engine: Engine, target: int | None = None) -> int:
     """Apply pending migrations in order, each with its version bump in one transaction; returns the version.
 
-    The no-op UPDATE takes the write lock first, so managers starting together on one database migrate once."""
+    On PostgreSQL the whole of it runs under an advisory lock, so managers starting together on an empty database
+    migrate one after the other (without it, two concurrent ``CREATE TABLE IF NOT EXISTS`` can collide in
+    PostgreSQL's catalog). On SQLite the no-op UPDATE takes the write lock first, to the same effect."""
+    if engine.dialect.name != "postgresql":
+        return _migrate(engine, target)
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+        try:
+            return _migrate(engine, target)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            lock.commit()
+
+
+def _migrate(engine: Engine, target: int | None) -> int:
     target = len(MIGRATIONS) if target is None else target
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)"))

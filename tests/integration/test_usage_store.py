@@ -397,3 +397,49 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     safe = max((n for t, n in printed if t <= killed_at - 0.5), default=0)  # recorded more than 0.5 s before
     assert safe > 100
     assert safe <= written <= printed[-1][1] + 100, (safe, written, printed[-1])
+
+
+def _race_migrations(url: str, migrate_fn, engines: int = 4) -> list[BaseException]:
+    """``engines`` managers' stores migrating one empty database at the same instant; the errors they hit."""
+    from sqlalchemy import create_engine
+
+    barrier, errors = threading.Barrier(engines), []
+    made = [create_engine(url) for _ in range(engines)]
+
+    def one(engine) -> None:
+        barrier.wait()
+        try:
+            migrate_fn(engine)
+        except BaseException as exc:  # noqa: BLE001 - what the race raises is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(e,)) for e in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in made:
+        e.dispose()
+    return errors
+
+
+def test_managers_starting_together_on_an_empty_postgres_all_migrate(postgres_url):
+    """Concurrent migrations of one empty database: under the advisory lock every one succeeds, every round."""
+    import psycopg
+
+    from llm_manager.accounting.schema import MIGRATIONS, migrate, schema_version
+
+    conninfo = postgres_url.replace("postgresql+psycopg", "postgresql")
+    for round_ in range(6):
+        name = f"race_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        assert _race_migrations(url, migrate) == [], f"round {round_}"
+        from sqlalchemy import create_engine
+
+        engine = create_engine(url)
+        assert schema_version(engine) == len(MIGRATIONS)
+        engine.dispose()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
