@@ -6,7 +6,8 @@ then hand the ``Service`` to ``api.app.build_server`` to put it on a port.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,17 @@ class Service:
     pipeline: Pipeline
     batches: BatchRunner | None = None  # the Batches API (None: built without it)
     alerts: Alerts | None = None  # program.alerts: budget, crash-loop, device and store alerts (None: none raised)
+    _key_sync: asyncio.Future | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         await self.manager.start()
+        self._key_sync = asyncio.ensure_future(self.accounting.sync_keys())
         self.alerts.start() if self.alerts else None
         await self.batches.start() if self.batches else None  # resume what a previous run left unfinished
 
     async def shutdown(self) -> None:
+        if self._key_sync is not None:
+            self._key_sync.cancel()
         await self.batches.stop() if self.batches else None  # before the models go: lines in flight rerun later
         await self.alerts.stop() if self.alerts else None  # before the store closes: its last rows are written
         await self.manager.shutdown()

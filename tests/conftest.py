@@ -8,6 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from postgres import pg_database, postgres_url  # noqa: E402, F401  (fixtures for every test that needs PostgreSQL)
+
 # llama.cpp's AMX kernels, which a native build picks on a CPU that advertises AMX, crash (SIGSEGV in
 # ggml_backend_amx_mul_mat) in VMs that do not grant the tile state; with weight repacking off they are not used.
 # Every llama-server the tests start inherits this (llama.cpp reads LLAMA_ARG_REPACK like --no-repack).

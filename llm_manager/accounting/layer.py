@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from .security import Security, hash_key, new_secret
 from .store import EVENT_KINDS, ApiKey, UsageStore
 
 DAY = 86400.0
+log = logging.getLogger(__name__)
+KEY_SYNC_EVERY = 1.0  # seconds between reads of the store's keys (revocations by other managers apply within it)
 DEVICE_SAMPLE_EVERY = 30.0  # seconds between device samples kept in the store (downsampled history)
 FIRST_KEY_WARNING = ("this is the first API key, so authentication is now ON: every /v1 request needs "
                      "'Authorization: Bearer <key>' and requests without a key get 401 (until now /v1 was open to "
@@ -95,6 +98,18 @@ class Accounting:
         manager.usage_sinks.append(lambda rec: self.security.on_usage(rec))
         manager.usage_sinks.append(self.metrics.observe)
         manager.config_hooks.append(self.apply_config)
+
+    async def sync_keys(self, every: float = KEY_SYNC_EVERY) -> None:
+        """Keep the store's keys current: a key created or revoked by another manager on the same database (or by
+        hand in it) takes effect here within ``every`` seconds. Runs until cancelled (``Service`` owns it)."""
+        loop = asyncio.get_running_loop()
+        while self.store is not None:
+            await asyncio.sleep(every)
+            security = self.security  # a config reload replaces it
+            try:
+                security.take_store_keys(await loop.run_in_executor(None, security.store_keys))
+            except Exception as exc:  # the store is down: keep the keys we have, say so, try again
+                log.warning("reading API keys from the usage store failed: %s", exc)
 
     def _security(self, config: Config) -> Security:
         security = Security(config.program, self.store, lambda n: self.manager.resolve(n).name, self.manager.bus)

@@ -154,11 +154,21 @@ class Security:
 
     def load_store_keys(self) -> None:
         """Keys created at run time (blocking: at start, and after changes)."""
-        if self.store is None:
-            return
+        if self.store is not None:
+            self.take_store_keys(self.store_keys())
+
+    def store_keys(self) -> dict[str, KeyInfo]:
+        """The usable keys in the store now, by hash (blocking: a query; off the event loop once serving)."""
+        out = {}
         for row in self.store.list_keys(include_revoked=False):
             models = tuple(m for m in json.loads(row.models or "[]") if m != "*")
-            self.keys[row.key_hash] = KeyInfo(row.id, row.name, models, admin=bool(row.admin), source="store")
+            out[row.key_hash] = KeyInfo(row.id, row.name, models, admin=bool(row.admin), source="store")
+        return out
+
+    def take_store_keys(self, fresh: dict[str, KeyInfo]) -> None:
+        """Replace the store's keys by ``fresh`` (keys other managers on the database created or revoked included);
+        config keys stay. One assignment: a request never sees half of it."""
+        self.keys = {h: k for h, k in self.keys.items() if k.source != "store"} | fresh
 
     def init_budgets(self, now: float | None = None) -> None:
         """Start each budget's counter from the store's totals for the current period (blocking)."""
