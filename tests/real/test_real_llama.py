@@ -33,7 +33,9 @@ from llm_manager.demo.real import (
 pytestmark = pytest.mark.real
 
 POEM = [{"role": "user", "content": "Write a short poem about the sea."}]
-POEM_16 = "The waves of the sea, a cruel and unforgiving mistress,\nShe"  # temperature 0, max_tokens 16
+# The greedy 16-token answer depends on the CPU kernels llama.cpp picks (it differs between machines), so the tests
+# compare answers with the first one this run got, never with a text pinned here.
+FIRST_ANSWER: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,8 @@ def test_cold_start_through_alias(mgr: ManagerProcess, client: openai.OpenAI) ->
     t0 = time.monotonic()
     r = client.chat.completions.create(model="smol", messages=POEM, max_tokens=16, temperature=0)
     cold = time.monotonic() - t0
-    assert r.choices[0].message.content == POEM_16
+    FIRST_ANSWER["poem"] = r.choices[0].message.content or ""
+    assert FIRST_ANSWER["poem"].strip() and len(FIRST_ANSWER["poem"].split()) >= 5
     assert r.model == CHAT_MODEL and r.choices[0].finish_reason == "length"
     assert r.usage is not None and r.usage.completion_tokens == 16
     info = mgr.models()[CHAT_MODEL]
@@ -84,7 +87,7 @@ def test_cold_start_through_alias(mgr: ManagerProcess, client: openai.OpenAI) ->
 def test_stream_equals_plain_at_temperature_0(client: openai.OpenAI) -> None:
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=POEM, max_tokens=16, temperature=0,
                                                  stream=True))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == POEM_16
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == FIRST_ANSWER["poem"]
     assert all(c.usage is None for c in chunks)  # the manager asked llama.cpp for usage and hid it
     assert chunks[0].choices[0].delta.role == "assistant"
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=POEM, max_tokens=16, temperature=0,
@@ -182,7 +185,7 @@ def test_stop_and_start_again(mgr: ManagerProcess, client: openai.OpenAI) -> Non
     assert r.status_code == 200 and r.json()["state"] == "ready"
     assert r.json()["pid"] not in (None, pid)
     again = client.chat.completions.create(model=CHAT_MODEL, messages=POEM, max_tokens=16, temperature=0)
-    assert again.choices[0].message.content == POEM_16
+    assert again.choices[0].message.content == FIRST_ANSWER["poem"]  # a fresh process answers as the first did
 
 
 def test_no_llama_server_left_after_manager_sigkill(mgr: ManagerProcess, llama: RealLlama) -> None:
