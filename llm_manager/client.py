@@ -101,6 +101,10 @@ class Client:
         return self._call("PUT", f"/api/pricing/{model}", json={"book": pricing} if isinstance(pricing, list)
                           else pricing or {})
 
+    def cluster(self) -> dict[str, Any]:
+        """The managers sharing this one's database: URL, models, devices, last heartbeat, up (``/api/cluster``)."""
+        return self._call("GET", "/api/cluster")
+
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recent alerts, newest first, with their webhook delivery status (``/api/alerts``)."""
         return self._call("GET", "/api/alerts", params={"limit": limit})["alerts"]

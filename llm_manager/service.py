@@ -13,6 +13,7 @@ from typing import Any
 
 from .accounting.alerts import Alerts
 from .accounting.batch_store import BatchStore
+from .accounting.cluster import NodeRegistry, heartbeat
 from .accounting.layer import Accounting
 from .accounting.store import UsageStore
 from .config.parse import Config
@@ -31,17 +32,22 @@ class Service:
     pipeline: Pipeline
     batches: BatchRunner | None = None  # the Batches API (None: built without it)
     alerts: Alerts | None = None  # program.alerts: budget, crash-loop, device and store alerts (None: none raised)
+    cluster: NodeRegistry | None = None  # the node registry on the usage database (None: no store)
     _key_sync: asyncio.Future | None = field(default=None, repr=False)
+    _heartbeat: asyncio.Future | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         await self.manager.start()
         self._key_sync = asyncio.ensure_future(self.accounting.sync_keys())
+        if self.cluster is not None:
+            self._heartbeat = asyncio.ensure_future(heartbeat(self.cluster, self.manager))
         self.alerts.start() if self.alerts else None
         await self.batches.start() if self.batches else None  # resume what a previous run left unfinished
 
     async def shutdown(self) -> None:
-        if self._key_sync is not None:
-            self._key_sync.cancel()
+        for task in (self._key_sync, self._heartbeat):
+            if task is not None:
+                task.cancel()
         await self.batches.stop() if self.batches else None  # before the models go: lines in flight rerun later
         await self.alerts.stop() if self.alerts else None  # before the store closes: its last rows are written
         await self.manager.shutdown()
@@ -59,4 +65,5 @@ def build(config: Config, data_dir: Path | str | None = None, with_store: bool =
     accounting = Accounting(manager, store)
     pipeline = Pipeline(manager, accounting, default_adapters(store, program.responses_retention_days, manager))
     batch_store = BatchStore(store.engine, manager.data_dir / "files") if store is not None else None
-    return Service(manager, accounting, pipeline, BatchRunner(pipeline, batch_store), Alerts(manager, store))
+    cluster = NodeRegistry(store.engine, program.node_name) if store is not None else None
+    return Service(manager, accounting, pipeline, BatchRunner(pipeline, batch_store), Alerts(manager, store), cluster)

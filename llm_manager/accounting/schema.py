@@ -94,6 +94,17 @@ class Budget(SQLModel, table=True):
     unit: str = "cost"  # "cost" | "tokens"
 
 
+class ClusterNode(SQLModel, table=True):
+    """One manager sharing this database: its heartbeat (what it runs, its devices' free memory, its URL)."""
+
+    __tablename__ = "cluster_node"
+    name: str = Field(primary_key=True)  # program.node_name
+    url: str = ""
+    started_at: float = 0.0
+    last_seen: float = Field(default=0.0, index=True)
+    info: str = "{}"  # JSON: models (states, instances), devices (free memory), version
+
+
 class StoredResponse(SQLModel, table=True):
     """A /v1/responses answer kept for ``previous_response_id`` and GET /v1/responses/{id} (``store: true``)."""
 
@@ -233,9 +244,14 @@ def _m8_power_and_holdings(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE model_event ADD COLUMN holdings VARCHAR NOT NULL DEFAULT ''"))
 
 
+def _m9_cluster_nodes(conn: Connection) -> None:
+    """v9: the node registry of managers sharing one database (a new table)."""
+    SQLModel.metadata.create_all(conn, tables=[ClusterNode.__table__])  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
                                                   _m4_cached_and_batch, _m5_batches, _m6_instance, _m7_alert_log,
-                                                  _m8_power_and_holdings]
+                                                  _m8_power_and_holdings, _m9_cluster_nodes]
 
 
 def schema_version(engine: Engine) -> int:

@@ -18,6 +18,7 @@ from .events import EventSocket
 from .guard import RequestGuard, redact_uri
 from .intake import install
 from .management import (
+    ClusterHandler,
     ConfigHandler,
     DeviceHistoryHandler,
     DevicesHandler,
@@ -56,6 +57,7 @@ def api_patterns(service: Service) -> list[tuple]:
         (r"/api/devices/history", DeviceHistoryHandler, m),
         (rf"/api/models/{NAME}/(start|stop)", ModelActionHandler, m),
         (rf"/api/plan/{NAME}", PlanHandler, m),
+        (r"/api/cluster", ClusterHandler, m),
         (rf"/api/logs/{NAME}", LogsHandler, m),
         (r"/api/events", EventsHandler, m),
         (r"/api/config", ConfigHandler, m),

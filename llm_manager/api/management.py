@@ -91,6 +91,14 @@ def _log_failure(task: asyncio.Future) -> None:
         log.warning("background start failed: %s", exc.message if isinstance(exc, LLMManagerError) else exc)
 
 
+class ClusterHandler(ManagementHandler):
+    async def get(self) -> None:
+        """The managers sharing this one's database: each with its URL, models, devices, last heartbeat, up."""
+        cluster = self.service.cluster
+        nodes = [] if cluster is None else await asyncio.get_running_loop().run_in_executor(None, cluster.nodes)
+        self.write_json({"node": self.manager.config.program.node_name, "nodes": nodes})
+
+
 class PlanHandler(ManagementHandler):
     async def get(self, name: str) -> None:
         """What a start would do now; ``?more=1``: what one more instance would do (the next one not running)."""

@@ -7,6 +7,7 @@ Every error names the JSON path of the bad value and what was expected, e.g.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ PROGRAM_KEYS = {
     "rate_limits", "cors_origins", "database_url", "data_dir", "max_body_mb", "monitor_interval",
     "log_dir", "flush_interval", "currency", "access_log", "allowed_hosts", "metrics_key", "header_timeout",
     "responses_retention_days", "batch_share", "batch_discount", "cache_mb", "alerts", "scheduler", "min_residency",
-    "max_wait",
+    "max_wait", "node_name", "node_url",
 }
 @dataclass(frozen=True)
 class Profile:
@@ -157,6 +158,8 @@ class ProgramConfig:
     scheduler: str = "swap-aware"  # or "fifo": a start that needs others' memory evicts at once or fails
     min_residency: float = 10.0  # seconds a loaded model stays before it may be evicted for another (swap-aware)
     max_wait: float = 60.0  # the longest a start waits for memory that busy or fresh models hold (swap-aware)
+    node_name: str = field(default_factory=socket.gethostname)  # this manager among those sharing a database
+    node_url: str = ""  # where the other nodes reach it; "": http://<host>:<port>
 
     def __post_init__(self) -> None:
         """The one place keys, budgets and rate limits are parsed: from the config file (``_program`` passes
@@ -260,6 +263,9 @@ def _program(raw: dict[str, Any], base_dir: Path, warnings: list[str]) -> Progra
     for key in ("min_residency", "max_wait"):
         if key in raw:
             kw[key] = _number(raw[key], f"{p}.{key}")
+    for key in ("node_name", "node_url"):
+        if key in raw:
+            kw[key] = _str(raw[key], f"{p}.{key}")
     return ProgramConfig(**kw)
 
 

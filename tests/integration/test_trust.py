@@ -40,7 +40,8 @@ def refused(r: httpx.Response, status: int = 403, code: str = "origin_not_allowe
 @pytest.mark.parametrize("path", ["/api/config", "/api/keys", "/api/logs/chat", "/api/usage/summary", "/v1/models",
                                   "/api/models-info", "/dashboard", "/", "/api/health", "/v1/batches", "/v1/files",
                                   "/v1/responses/resp_x", "/api/tags", "/api/ps", "/api/version", "/batches",
-                                  "/api/usage/costs", "/api/plan/chat?more=1"])
+                                  "/api/usage/costs", "/api/plan/chat?more=1", "/api/cluster", "/api/alerts",
+                                  "/api/report"])
 def test_rebinding_host_reads_nothing(mgr, path):
     r = mgr.http.get(path, headers={"Host": f"evil.example:{mgr.port}"})
     assert refused(r, 403, "host_not_allowed"), (r.status_code, r.text[:200])

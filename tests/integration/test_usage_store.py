@@ -221,7 +221,7 @@ def test_migration_v1_to_v2_keeps_rows(url: str | None, tmp_path: Path) -> None:
     assert "ix_request_log_key_ts" not in names
     engine.dispose()
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
-        assert s.version == len(MIGRATIONS) == 8 and schema_version(s.engine) == 8
+        assert s.version == len(MIGRATIONS) == 9 and schema_version(s.engine) == 9
         assert {"batch", "batch_line", "batch_file"} <= set(inspect(s.engine).get_table_names())  # v5
         df = s.requests_frame()
         assert df["model"].tolist() == ["old"] and df["total_tokens"].tolist() == [7]
@@ -246,7 +246,7 @@ def test_migration_v7_to_v8_adds_power_and_start_terms(url: str | None, tmp_path
                           "'profile gpu')"))
     engine.dispose()
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
-        assert s.version == 8
+        assert s.version == len(MIGRATIONS)
         s.record_device_sample("gpu0", 20, 100, 20, None, 2.0, power_watts=75.5, device_type="GPU")
         s.record_event("m", "start", "profile gpu", 2.0, price_per_hour=1.5, holdings={"gpu0": 20})
         s.flush()
