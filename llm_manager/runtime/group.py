@@ -113,6 +113,9 @@ class ModelGroup:
     def pick(self, avoid: Iterable[str] = ()) -> Target | None:
         """The usable target with the fewest requests in flight per unit of weight, preferring one with a free
         slot; None when there is none."""
+        if not self.remotes and len(self.instances) == 1:  # the common case, on every request: no lists
+            only = self.instances[0]
+            return only if only.state == State.READY and only.id not in avoid else None
         usable = self.usable(avoid)
         free = [t for t in usable if t.limit is None or t.in_flight < t.limit]
         pool = free or usable

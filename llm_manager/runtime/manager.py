@@ -253,7 +253,7 @@ class Manager(InstanceStarter):
         timings["start_ms"] = (t1 - t0) * 1000 if cold else 0.0
         share = group.model.batch_share
         group.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
-        await group.gate.acquire(group.model.name, low_priority, group.retry_after())
+        await group.gate.acquire(group.model.name, low_priority, group.retry_after)
         timings["queue_ms"] = (time.monotonic() - t1) * 1000
         target = group.pick(avoid)
         if target is None:  # stopped or cooled while we queued

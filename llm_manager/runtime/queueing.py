@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 from ..errors import QueueFull, RateLimited
 
@@ -50,9 +51,10 @@ class Gate:
         low = self.low_limit
         return not self._waiters and self._room() and (low is None or self.low_in_flight < low)
 
-    async def acquire(self, model: str, low: bool = False, retry_after: int = 1) -> None:
+    async def acquire(self, model: str, low: bool = False, retry_after: Callable[[], int] | None = None) -> None:
         """Take a slot; ``low``: a batch line, which queues behind every interactive request (and never times
-        out here: its batch's completion window bounds it). ``retry_after``: the Retry-After of a refusal."""
+        out here: its batch's completion window bounds it). ``retry_after``: the Retry-After of a refusal (asked
+        only when refusing)."""
         if low:
             if not self._low and self._low_room():
                 self.in_flight += 1
@@ -66,10 +68,11 @@ class Gate:
         if len(self._waiters) >= self.max_queue:
             raise QueueFull(f"model {model}: {self.in_flight} requests in flight and {len(self._waiters)} queued "
                             f"(max_concurrency {self.limit}, max_queue {self.max_queue}); retry later",
-                            headers={"Retry-After": str(retry_after)})
+                            headers={"Retry-After": str(retry_after() if retry_after else 1)})
         await self._wait(self._waiters, model, low=False, retry_after=retry_after)
 
-    async def _wait(self, queue: deque[asyncio.Future], model: str, low: bool, retry_after: int = 1) -> None:
+    async def _wait(self, queue: deque[asyncio.Future], model: str, low: bool,
+                    retry_after: Callable[[], int] | None = None) -> None:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         queue.append(fut)
@@ -91,11 +94,11 @@ class Gate:
                 self._since.pop(fut, None)
         # the waker already counted us in flight
 
-    def _expire(self, fut: asyncio.Future, model: str, retry_after: int = 1) -> None:
+    def _expire(self, fut: asyncio.Future, model: str, retry_after: Callable[[], int] | None = None) -> None:
         if not fut.done():
             self._waiters.remove(fut)
             fut.set_exception(RateLimited(f"model {model}: waited {self.timeout:g} s in the queue",
-                                          headers={"Retry-After": str(retry_after)}))
+                                          headers={"Retry-After": str(retry_after() if retry_after else 1)}))
             self._wake()  # a batch line may have waited only behind this request
 
     def drain(self, on: bool) -> None:
