@@ -11,7 +11,7 @@ import openai
 import pytest
 from helpers import ManagerProcess, config_doc, fake_model, wait_until
 from sqlalchemy import text
-from test_usage_store import pg_database, postgres_url, url  # noqa: F401 (the store fixtures: SQLite and PostgreSQL)
+from test_usage_store import url  # noqa: F401 (the store fixture: SQLite and PostgreSQL; conftest has PostgreSQL)
 
 from llm_manager.accounting.store import UsageStore
 from llm_manager.testing import fake_responses as fr
