@@ -147,18 +147,3 @@ def _labelled(summary: dict[str, Any]) -> dict[str, Any]:
     by_key["key"] = pd.Series(keys, index=by_key.index, dtype=object)
     by_day["day"] = by_day["time"].dt.strftime("%m-%d") if len(by_day) else pd.Series(dtype=object)
     return summary
-
-
-def monthly_budget(budgets: Iterable[Any]) -> float | None:
-    """The first global, monthly, cost budget among config dicts, budget-status dicts or store rows (None: none)."""
-    for b in budgets:
-        get = b.get if isinstance(b, dict) else lambda k, d=None, b=b: getattr(b, k, d)
-        if get("key_id") or get("key") or get("scope", "global") != "global":
-            continue
-        if get("period", "month") != "month" or get("unit", "cost") != "cost":
-            continue
-        for field in ("limit_value", "limit", "amount"):
-            value = get(field)
-            if isinstance(value, int | float) and value > 0:
-                return float(value)
-    return None

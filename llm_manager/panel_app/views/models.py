@@ -17,7 +17,6 @@ import panel as pn
 
 from ..frames import ago, duration
 from .base import View, state_badge
-from .instances import InstancesTable
 
 COLUMNS = ["model", "mode", "state", "action", "profile", "port", "in flight", "queued", "last used", "uptime",
            "loading %", "error"]
@@ -101,7 +100,6 @@ class ModelsView(View):
         self.stop_selected.on_click(lambda _e: self.act("stop", self.selected()))
         self.table.param.watch(self._on_selection, "selection")
         self.loading = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 0))
-        self.instances = InstancesTable()
         self.messages = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "0.9em"})
         self._messages: list[str] = []
         self.events = pn.widgets.Tabulator(pd.DataFrame(columns=["time", "model", "event", "detail"]), disabled=True,
@@ -171,8 +169,6 @@ class ModelsView(View):
         return False
 
     def _render(self) -> None:
-        if not self.shown:  # hidden tab: nothing to send; drawn when shown again
-            return
         rows = model_rows(self.models)
         current = self.table.value
         if current is None or list(current.index) != list(rows.index) or list(current.columns) != COLUMNS:
@@ -184,7 +180,6 @@ class ModelsView(View):
         text = loading_html(self.models)
         if text != self.loading.object:
             self.loading.object = text
-        self.instances.update(self.models)
 
     async def _refresh(self) -> None:
         asked = time.monotonic()
@@ -194,8 +189,6 @@ class ModelsView(View):
         self.models = [shown[m["name"]] if self._applied.get(m["name"], 0.0) > asked and m["name"] in shown else m
                        for m in models]
         self._render()
-        if not self.shown:
-            return
         events = (await self.source.events())[-12:][::-1]
         frame = pd.DataFrame([{"time": time.strftime("%H:%M:%S", time.localtime(e["ts"])), "model": e["model"],
                                "event": e["kind"], "detail": e.get("detail", "")} for e in events],
@@ -210,7 +203,7 @@ class ModelsView(View):
             pn.Row(self.start_selected, self.stop_selected,
                    pn.pane.Markdown("Tick rows to act on several models; ▶ start / ■ stop act on one.",
                                     styles={"color": "#616161"})),
-            self.table, self.loading, self.instances.panel, self.messages, sizing_mode="stretch_width")
+            self.table, self.loading, self.messages, sizing_mode="stretch_width")
 
     @property
     def events_panel(self) -> pn.viewable.Viewable:
