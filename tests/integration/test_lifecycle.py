@@ -91,10 +91,11 @@ def test_eviction_of_idle_lru_model_and_503_when_nothing_fits(make_mgr):
 
 
 def test_busy_model_is_not_evicted(make_mgr):
+    """FIFO: the start fails at once (swap-aware waits for it instead: tests/integration/test_swap_scheduling.py)."""
     mgr = make_mgr({
         "slow": fake_model("Chat", memory={"gpu": 6000}, args=["--tokens-per-second", "5"]),
         "other": fake_model("Chat", memory={"gpu": 6000}),
-    }, gpus={"gpu": 10000})
+    }, gpus={"gpu": 10000}, scheduler="fifo")
     chat(mgr, "slow", max_tokens=1)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         busy = pool.submit(chat, mgr, "slow", max_tokens=10)
