@@ -48,7 +48,8 @@ async def test_a_model_that_becomes_ready_during_placement_is_not_overcommitted(
     os.mkfifo(gate)
     doc = config_doc({"a": fake_model("Chat", memory={"gpu": GB10}), "b": gated_model(gate),
                       "c": fake_model("Chat", memory={"gpu": GB10})},
-                     gpus={"gpu": TOTAL}, alive_time=0, Disable_GPU_monitoring=True)
+                     gpus={"gpu": TOTAL}, alive_time=0, Disable_GPU_monitoring=True,
+                     scheduler="fifo")  # one placement, one device read (swap-aware would wait out a's residency)
     manager = Manager(parse_config(doc, tmp_path), data_dir=tmp_path / "data")
     await manager.start()
     try:
