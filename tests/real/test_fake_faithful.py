@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory, llama: RealLlama) -> Iterator
     real = DirectServer(llama.argv(port, alias=ALIAS, embeddings=True, threads=1), port, tmp / "llama.log")
     fport = free_port()
     fake = DirectServer([sys.executable, "-m", "llm_manager.testing.fake_backend", "--port", str(fport),
-                         "--model", ALIAS, "--load-delay", "0.6", "--embedding-dim", str(EMBEDDING_DIM), "--quiet"],
+                         "--model", ALIAS, "--load-delay", "1.5", "--embedding-dim", str(EMBEDDING_DIM), "--quiet"],
                         fport, tmp / "fake.log")
     try:
-        real.wait_healthy()
-        fake.wait_healthy()
+        # Both polled at once: waiting for one first would let the other finish loading unseen.
+        with ThreadPoolExecutor(2) as pool:
+            for waited in [pool.submit(real.wait_healthy), pool.submit(fake.wait_healthy)]:
+                waited.result()
         p = Pair(real, fake)
         yield p
         p.http.close()
@@ -108,7 +111,7 @@ def layout(chunks: list[Any]) -> tuple[list[str], dict[str, Any]]:
 
 
 def test_health_while_loading_and_after(pair: Pair) -> None:
-    # The fake was started with a 0.6 s load and polled from launch: it must have said 503 first.
+    # The fake was started with a 1.5 s load and polled from launch: it must have said 503 first.
     assert pair.fake.loading, "the fake backend never answered 503 while loading"
     status, body = pair.fake.loading[0]
     assert status == 503 and body == {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
