@@ -105,6 +105,17 @@ class Client:
         """The managers sharing this one's database: URL, models, devices, last heartbeat, up (``/api/cluster``)."""
         return self._call("GET", "/api/cluster")
 
+    def cluster_nodes(self, up: bool | None = None) -> list[dict[str, Any]]:
+        """The nodes of the cluster (``up``: only those up, or only those down), this one marked ``self``."""
+        nodes = self.cluster()["nodes"]
+        return nodes if up is None else [n for n in nodes if bool(n.get("up")) == up]
+
+    def cluster_models(self) -> dict[str, list[str]]:
+        """Every model any up node serves (``/v1/models`` of a node with ``program.cluster_secret``), with the nodes
+        that have it: {model: [node, ...]} (a model listed without nodes is this node's, outside a cluster)."""
+        data = self._call("GET", "/v1/models")["data"]
+        return {m["id"]: list(m.get("nodes", [])) for m in data if "parent" not in m}
+
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         """Recent alerts, newest first, with their webhook delivery status (``/api/alerts``)."""
         return self._call("GET", "/api/alerts", params={"limit": limit})["alerts"]

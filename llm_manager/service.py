@@ -35,22 +35,27 @@ class Service:
     cluster: NodeRegistry | None = None  # the node registry on the usage database (None: no store)
     _key_sync: asyncio.Future | None = field(default=None, repr=False)
     _heartbeat: asyncio.Future | None = field(default=None, repr=False)
+    _budget_sync: asyncio.Future | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         await self.manager.start()
         self._key_sync = asyncio.ensure_future(self.accounting.sync_keys())
+        if self.accounting.ledger is not None:
+            self._budget_sync = asyncio.ensure_future(self.accounting.ledger.run())
         if self.cluster is not None:
-            self._heartbeat = asyncio.ensure_future(heartbeat(self.cluster, self.manager))
+            self._heartbeat = asyncio.ensure_future(heartbeat(self.cluster, self.manager, self.pipeline.peers.update))
         self.alerts.start() if self.alerts else None
         await self.batches.start() if self.batches else None  # resume what a previous run left unfinished
 
     async def shutdown(self) -> None:
-        for task in (self._key_sync, self._heartbeat):
+        for task in (self._key_sync, self._heartbeat, self._budget_sync):
             if task is not None:
                 task.cancel()
         await self.batches.stop() if self.batches else None  # before the models go: lines in flight rerun later
         await self.alerts.stop() if self.alerts else None  # before the store closes: its last rows are written
         await self.manager.shutdown()
+        if self.accounting.ledger is not None:  # the spend of the last requests, into the cluster's rows
+            await self.accounting.ledger.fresh()
         await self.pipeline.close()
 
     def health(self) -> dict[str, Any]:
@@ -61,7 +66,8 @@ def build(config: Config, data_dir: Path | str | None = None, with_store: bool =
     """A manager with its usage store (unless ``with_store`` is false), pricing, keys, budgets, metrics and alerts."""
     manager = Manager(config, data_dir)
     program = config.program
-    store = UsageStore(program.database_url, manager.data_dir, program.flush_interval) if with_store else None
+    store = UsageStore(program.database_url, manager.data_dir, program.flush_interval,
+                       node=program.node_name) if with_store else None
     accounting = Accounting(manager, store)
     pipeline = Pipeline(manager, accounting, default_adapters(store, program.responses_retention_days, manager))
     batch_store = BatchStore(store.engine, manager.data_dir / "files") if store is not None else None

@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -74,14 +75,18 @@ def node_url(manager: Any) -> str:
     return f"http://{host}:{manager.listen_port}"
 
 
-async def heartbeat(registry: NodeRegistry, manager: Any) -> None:
-    """Beat every ``HEARTBEAT`` seconds until cancelled; a database that is away is retried, never fatal."""
+async def heartbeat(registry: NodeRegistry, manager: Any,
+                    on_nodes: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    """Beat every ``HEARTBEAT`` seconds until cancelled, then read the others (``on_nodes``: the gateway's routing
+    view of them); a database that is away is retried, never fatal."""
     loop = asyncio.get_running_loop()
     while manager.listen_port is None and not manager.config.program.node_url:
         await asyncio.sleep(0.05)  # not on a port yet: the others could not reach it
     while True:
         try:
             await loop.run_in_executor(None, registry.beat, node_url(manager), node_info(manager))
+            if on_nodes is not None:
+                on_nodes(await loop.run_in_executor(None, registry.nodes))
         except Exception as exc:
             log.warning("node heartbeat failed: %s", exc)
         await asyncio.sleep(HEARTBEAT)

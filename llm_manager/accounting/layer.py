@@ -24,6 +24,7 @@ from ..errors import BadRequest, NotFound
 from ..runtime.manager import Manager
 from . import analytics
 from .energy import store_breakdown
+from .ledger import BudgetLedger
 from .metrics import Metrics
 from .price_book import billed_vs_repriced, edited_books
 from .pricing import PriceBook, next_period_start, parse_pricing, period_start
@@ -86,6 +87,10 @@ class Accounting:
         self._gpu_again = False
         self.pricer = Pricer(manager.config)
         self.metrics = Metrics(manager)
+        self.ledger: BudgetLedger | None = None  # cluster-wide budgets, on a database nodes share (PostgreSQL)
+        if store is not None and store.engine.dialect.name == "postgresql":
+            self.ledger = BudgetLedger(store.engine, lambda: self.security.budgets,
+                                       lambda e: manager.bus.publish("event", e))
         if store is not None:
             close_dangling(store)
         self.security = self._security(manager.config)
@@ -114,6 +119,9 @@ class Accounting:
     def _security(self, config: Config) -> Security:
         security = Security(config.program, self.store, lambda n: self.manager.resolve(n).name, self.manager.bus)
         security.init_budgets()
+        if self.ledger is not None:
+            self.ledger.seed(security.budgets)
+            security.ledger = self.ledger
         return security
 
     def start_terms(self, model: str, profile: str) -> tuple[float | None, dict[str, float]]:
@@ -317,13 +325,14 @@ class Accounting:
 
 
 def close_dangling(store: UsageStore) -> None:
-    """At start: a loaded interval a previous manager left open (it died without a stop event) gets a ``crash``
-    event at that manager's last sign of life, so it is never billed past it (blocking). Events name no manager, so
-    on a database several managers share at once this also closes the others' live intervals (under-billing them)."""
-    dangling = open_intervals(store.events_frame())
+    """At start: a loaded interval a previous run of this node left open (it died without a stop event) gets a
+    ``crash`` event at its last sign of life, so it is never billed past it (blocking). Only this node's events (and
+    those written before events named their node): the other nodes sharing the database keep their live intervals."""
+    mine = [store.node, ""] if store.node else None
+    dangling = open_intervals(store.events_frame(nodes=mine))
     if not dangling:
         return
-    seen = store.last_sign_of_life()
+    seen = store.last_sign_of_life(nodes=mine)
     for iv in dangling:
         where = f"instance {iv['instance']}: " if iv["instance"] else ""
         store.record_event(iv["model"], "crash", where + "no stop recorded: the manager ended; closed at its last "

@@ -31,6 +31,8 @@ class UsageRecord:
     cached: bool = False  # answered from the response cache, not by the model
     batch_id: str | None = None  # a line of this batch (the Batches API), not an interactive request
     instance: str = ""  # the instance ("demo-chat@1") or remote upstream (its host) that served it
+    entry_node: str = ""  # the node the client came in at, when another node forwarded the request here
+    forwarded_to: str = ""  # this node forwarded it and that node answered (and accounts it): not counted here
 
     @property
     def total_tokens(self) -> int:

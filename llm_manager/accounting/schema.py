@@ -44,6 +44,9 @@ class RequestLog(SQLModel, table=True):
     batch_id: str | None = Field(default=None, index=True)
     instance: str = Field(default="", sa_column_kwargs={"server_default": ""})  # which instance or upstream
     # served it ("demo-chat@1", "api.example.com"); the default as v6 gave migrated tables, for fresh ones too
+    node: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v10: the node that served it
+    entry_node: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v10: where the client came in
+    # (another node forwarded it); "": here
 
 
 class ModelEvent(SQLModel, table=True):
@@ -57,6 +60,7 @@ class ModelEvent(SQLModel, table=True):
     # the model's) and JSON {device name: MB} of the devices its profile holds. History never follows the config.
     price_per_hour: float | None = None
     holdings: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    node: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v10: the node whose model it was
 
 
 class DeviceSample(SQLModel, table=True):
@@ -70,6 +74,7 @@ class DeviceSample(SQLModel, table=True):
     temperature_celsius: float | None = None
     power_watts: float | None = None  # v8: board power draw (NVML, simulated); None where not measured
     device_type: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v8: "GPU", "CPU", ...
+    node: str = Field(default="", sa_column_kwargs={"server_default": ""})  # v10: the node whose device it is
 
 
 class ApiKey(SQLModel, table=True):
@@ -103,6 +108,17 @@ class ClusterNode(SQLModel, table=True):
     started_at: float = 0.0
     last_seen: float = Field(default=0.0, index=True)
     info: str = "{}"  # JSON: models (states, instances), devices (free memory), version
+
+
+class BudgetSpend(SQLModel, table=True):
+    """A budget's spend in one period, counted by every node sharing the database (``UPDATE ... SET spent = spent
+    + x``), and the highest threshold already announced (claimed by one node only: the events fire once)."""
+
+    __tablename__ = "budget_spend"
+    budget: str = Field(primary_key=True)  # the budget's identity: name, unit, scope and key (ledger.budget_id)
+    period_start: float = Field(primary_key=True)
+    spent: float = 0.0
+    warned: int = 0  # the highest threshold (percent) announced this period
 
 
 class StoredResponse(SQLModel, table=True):
@@ -249,9 +265,21 @@ def _m9_cluster_nodes(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[ClusterNode.__table__])  # type: ignore[attr-defined]
 
 
+def _m10_nodes_and_spend(conn: Connection) -> None:
+    """v10: request rows, events and device samples name their node (several managers on one database; requests
+    forwarded by another node name it too), and budgets count their spend in ``budget_spend`` (cluster-wide)."""
+    for table, columns in (("request_log", ("node", "entry_node")), ("model_event", ("node",)),
+                           ("device_sample", ("node",))):
+        have = {c["name"] for c in inspect(conn).get_columns(table)}
+        for column in columns:
+            if column not in have:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR NOT NULL DEFAULT ''"))
+    SQLModel.metadata.create_all(conn, tables=[BudgetSpend.__table__])  # type: ignore[attr-defined]
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_create_tables, _m2_key_time_index, _m3_stored_responses,
                                                   _m4_cached_and_batch, _m5_batches, _m6_instance, _m7_alert_log,
-                                                  _m8_power_and_holdings, _m9_cluster_nodes]
+                                                  _m8_power_and_holdings, _m9_cluster_nodes, _m10_nodes_and_spend]
 
 
 def schema_version(engine: Engine) -> int:

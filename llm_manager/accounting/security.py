@@ -3,7 +3,8 @@
 The config blocks (``program.api_keys``, ``budgets``, ``rate_limits``; their form is in ``config_blocks.py``)
 arrive parsed in ``ProgramConfig``; nothing here re-validates them.
 Keys created at run time (``/api/keys``, ``llm-manager keys create``) live in the usage store, hashed.
-Budget counters start from the store's totals for the current period and then count in memory; GPU-hour budgets
+Budget counters start from the store's totals for the current period and then count in memory (on a database
+several nodes share, in its ``budget_spend`` rows too: ``ledger.py``, cluster-wide); GPU-hour budgets
 are measured from the store's events and device samples instead (``measure_gpu_hours``, after each device sample).
 """
 
@@ -146,6 +147,7 @@ class Security:
         self.key_limits = {"rpm": self.rate_limits.key_rpm, "tpm": self.rate_limits.key_tpm}
         self.ip_limits = {"rpm": self.rate_limits.ip_rpm}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.ledger: Any = None  # accounting.ledger.BudgetLedger on a shared database: budgets count cluster-wide
         self.load_store_keys()
 
     @property
@@ -342,8 +344,12 @@ class Security:
         for b in self.budgets:
             if b.unit == "gpu_hours" or not b.applies(key) or not (b.start <= rec.ts < b.end or b.end == 0):
                 continue
-            b.used += rec.cost if b.unit == "cost" else tokens
-            self._warn(b, rec.model)
+            amount = rec.cost if b.unit == "cost" else tokens
+            b.used += amount
+            if self.ledger is not None:  # the cluster's row counts it and announces the thresholds, once
+                self.ledger.add(b, amount)
+            else:
+                self._warn(b, rec.model)
 
     def _warn(self, b: Budget, model: str) -> None:
         for t in BUDGET_THRESHOLDS:

@@ -79,7 +79,7 @@ def _request_row(r: UsageRecord) -> dict[str, Any]:
         "completion_tokens": r.completion_tokens, "total_tokens": r.prompt_tokens + r.completion_tokens,
         "estimated": r.estimated, "queue_ms": r.queue_ms, "start_ms": r.start_ms, "ttft_ms": r.ttft_ms,
         "total_ms": r.total_ms, "cost": r.cost, "error": r.error, "cached": r.cached, "batch_id": r.batch_id,
-        "instance": r.instance,
+        "instance": r.instance, "entry_node": r.entry_node,
     }
 
 
@@ -96,8 +96,10 @@ def _drain(q: deque[Any]) -> list[Any]:
 class UsageStore:
     """Usage rows, model events, device samples, API keys and budgets in one SQL database."""
 
-    def __init__(self, url: str | None, data_dir: Path, flush_interval: float = 1.0, max_queue: int = 500_000):
+    def __init__(self, url: str | None, data_dir: Path, flush_interval: float = 1.0, max_queue: int = 500_000,
+                 node: str = ""):
         data_dir = Path(data_dir)
+        self.node = node  # this manager's node name: its rows say so (several managers may share the database)
         if url is None:
             data_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{data_dir / 'usage.db'}"
@@ -175,12 +177,13 @@ class UsageStore:
             self._inflight = reqs
             try:
                 with self.engine.begin() as conn:
+                    node = {"node": self.node}
                     if reqs:
-                        conn.execute(insert(RequestLog.__table__), [_request_row(r) for r in reqs])  # type: ignore[attr-defined]
+                        conn.execute(insert(RequestLog.__table__), [_request_row(r) | node for r in reqs])  # type: ignore[attr-defined]
                     if events:
-                        conn.execute(insert(ModelEvent.__table__), events)  # type: ignore[attr-defined]
+                        conn.execute(insert(ModelEvent.__table__), [e | node for e in events])  # type: ignore[attr-defined]
                     if devices:
-                        conn.execute(insert(DeviceSample.__table__), devices)  # type: ignore[attr-defined]
+                        conn.execute(insert(DeviceSample.__table__), [d | node for d in devices])  # type: ignore[attr-defined]
             except Exception as exc:
                 self._requests.extendleft(reversed(reqs))
                 self._events.extendleft(reversed(events))
@@ -228,7 +231,9 @@ class UsageStore:
         filters = [table.c.ts >= since] if since is not None else []
         if until is not None:
             filters.append(table.c.ts < until)
-        filters += [table.c[col] == value for col, value in equal.items() if value is not None]
+        filters += [table.c[col] == value for col, value in equal.items() if value is not None and col != "nodes"]
+        if equal.get("nodes") is not None:
+            filters.append(table.c.node.in_(equal["nodes"]))
         stmt = select(table).where(*filters).order_by(table.c.ts, table.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -249,21 +254,24 @@ class UsageStore:
         return df
 
     def events_frame(self, since: float | None = None, until: float | None = None,
-                     model: str | None = None) -> pd.DataFrame:
-        return self._frame(ModelEvent.__table__, since, until, model=model)  # type: ignore[attr-defined]
+                     model: str | None = None, nodes: list[str] | None = None) -> pd.DataFrame:
+        """Model events; ``nodes``: only those of these nodes ("" is a row written before v10 named its node)."""
+        return self._frame(ModelEvent.__table__, since, until, model=model, nodes=nodes)  # type: ignore[attr-defined]
 
     def device_frame(self, since: float | None = None, until: float | None = None,
                      device: str | None = None) -> pd.DataFrame:
         return self._frame(DeviceSample.__table__, since, until, device=device)  # type: ignore[attr-defined]
 
-    def last_sign_of_life(self, before: float | None = None) -> float | None:
-        """The newest timestamp of any request, event or device sample (before ``before``): when a manager writing
-        here was last seen alive. Rows still queued count too."""
+    def last_sign_of_life(self, before: float | None = None, nodes: list[str] | None = None) -> float | None:
+        """The newest timestamp of any request, event or device sample (before ``before``; of ``nodes`` only, when
+        given): when a manager writing here was last seen alive. Rows still queued count too."""
         newest: list[float] = [r.ts for r in list(self._requests)] + [e["ts"] for e in list(self._events)]
         newest += [d["ts"] for d in list(self._devices)]
         with self.engine.connect() as conn:
             for table in (RequestLog.__table__, ModelEvent.__table__, DeviceSample.__table__):  # type: ignore[attr-defined]
                 stmt = select(func.max(table.c.ts))
+                if nodes is not None:
+                    stmt = stmt.where(table.c.node.in_(nodes))
                 if before is not None:
                     stmt = stmt.where(table.c.ts < before)
                 value = conn.execute(stmt).scalar_one_or_none()

@@ -22,6 +22,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from ..gateway.peers import ENTRY_HEADER, KEY_HEADER, SECRET_HEADER
 from ..gateway.pipeline import Call, Pipeline
 from ..gateway.protocols.base import Adapter
 from .base import BaseHandler, caller_of
@@ -29,20 +30,32 @@ from .intake import Exchange
 
 
 class ModelsHandler(BaseHandler):
-    """GET /v1/models (and /v1/models/{id}): every model and alias, with its state (a scoped key sees its own)."""
+    """GET /v1/models (and /v1/models/{id}): every model and alias, with its state (a scoped key sees its own);
+    in a cluster (``program.cluster_secret``), the models of the other up nodes too, with the nodes that have them."""
 
     def get(self, model_id: str | None = None) -> None:
         key = self.accounting.security.authorize(caller_of(self.request), None)
         allowed = self._allowed(key)
         created = int(self.manager.started_at)
+        peers = self.service.pipeline.peers
+        elsewhere = {m["name"]: m for m in peers.models()} if peers.enabled else {}
         if model_id:
-            if allowed is not None and self._canonical(model_id) not in allowed:
+            if allowed is not None and self._canonical(model_id) not in allowed and model_id not in allowed:
                 raise ModelNotFound(f"model {model_id!r} not found", param="model")
-            info = self.manager.model_info(model_id)
+            try:
+                info = self.manager.model_info(model_id)
+            except ModelNotFound:
+                info = next((m for m in elsewhere.values() if model_id in (m["name"], *m["aliases"])), None)
+                if info is None:
+                    raise
             self.write_json(_model_obj(info["name"], created, info))
             return
         data = []
-        for info in self.manager.models_info():
+        here = self.manager.models_info()
+        if peers.enabled:
+            for info in here:
+                info["nodes"] = [peers.node, *elsewhere.pop(info["name"], {}).get("nodes", [])]
+        for info in [*here, *elsewhere.values()]:
             if allowed is not None and info["name"] not in allowed:
                 continue
             data.append(_model_obj(info["name"], created, info))
@@ -66,7 +79,8 @@ class ModelsHandler(BaseHandler):
 
 def _model_obj(model_id: str, created: int, info: dict[str, Any], parent: str | None = None) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": "llm-manager",
-            "mode": info["mode"], "state": info["state"], **({"parent": parent} if parent else {})}
+            "mode": info["mode"], "state": info["state"], **({"parent": parent} if parent else {}),
+            **({"nodes": info["nodes"]} if "nodes" in info else {})}
 
 
 class V1OtherHandler(BaseHandler):
@@ -128,8 +142,12 @@ class ProxyExchange(Exchange):
             raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes (program.max_body_mb)")
         assert self.request is not None
         path = self.path.strip("/")
+        headers = self.request.headers
+        secret = headers.get(SECRET_HEADER)  # another node forwarded it: the pipeline checks the secret
         call = Call(path, raw, caller_of(self.request), self.t0, self.adapter,
-                    no_cache="no-cache" in self.request.headers.get("Cache-Control", "").lower())
+                    no_cache="no-cache" in headers.get("Cache-Control", "").lower(),
+                    forwarded=None if secret is None else (secret, headers.get(ENTRY_HEADER, ""),
+                                                           headers.get(KEY_HEADER, "")))
         await self.pipeline.handle(call, self)
         self.end()
 

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url")
+SECRET_PROGRAM_KEYS = ("api_keys", "admin_key", "metrics_key", "database_url", "cluster_secret")
 
 
 def redact(raw: Mapping[str, Any]) -> dict[str, Any]:

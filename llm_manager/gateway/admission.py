@@ -15,8 +15,9 @@ from typing import Any
 from ..accounting.layer import Accounting
 from ..accounting.security import Caller, KeyInfo
 from ..config.parse import ModelConfig
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, ModelNotFound, NotFound, Unavailable
 from ..runtime.manager import Manager
+from .peers import Peers
 from .protocols.base import Adapter, AnswerTranslator
 from .validation import EndpointTable, check_fields, json_object, shown
 
@@ -32,6 +33,9 @@ class Call:
     adapter: Adapter | None = None  # the client protocol when it is not OpenAI's (Pipeline.adapter_for)
     batch_id: str | None = None  # a line of this batch (Batches API): counted as such, served at low priority
     no_cache: bool = False  # the client asked for a fresh answer (Cache-Control: no-cache); it is still stored
+    entry_node: str | None = None  # forwarded by this node of the cluster (its secret checked): served here only
+    forwarded: tuple[str, str, str] | None = None  # as received: (cluster secret, entry node, key id); checked by
+    # Pipeline.handle, which then sets ``entry_node`` and the proven key
 
 
 @dataclass
@@ -48,14 +52,17 @@ class Admitted:
     alias: str  # the model name the client used
     translator: AnswerTranslator | None = None  # set when the answer must be translated back
     local: bytes | None = None  # an answer given without the model (count_tokens)
+    elsewhere: bool = False  # the model is only on other nodes of the cluster: forwarded (gateway/peers.py)
 
 
 class Admission:
     """Admits calls for the pipeline (which also admits a call again for each fallback model)."""
 
-    def __init__(self, manager: Manager, accounting: Accounting, adapters: tuple[Adapter, ...] = ()):
+    def __init__(self, manager: Manager, accounting: Accounting, adapters: tuple[Adapter, ...] = (),
+                 peers: Peers | None = None):
         self.manager = manager
         self.accounting = accounting
+        self.peers = peers
         self.endpoints = EndpointTable()
         self.adapters = {path: a for a in adapters for path in a.paths}  # path -> its protocol's adapter
 
@@ -87,12 +94,32 @@ class Admission:
                              param="model")
         security = self.accounting.security  # read per call: a config reload replaces it
         key = security.authorize(call.caller, name)
-        model = self.manager.resolve(name)
-        self._check_model(body, endpoint, model)
+        model, elsewhere = self._resolve(call, name)
+        if not elsewhere:  # a peer's model: its node checks it against its interface plugin
+            self._check_model(body, endpoint, model)
         check_fields(body)
         security.check_budget(key, model.name)
         return Admitted(endpoint, body, model, key, body.get("stream") is True, raw,
-                        endpoint.removeprefix("v1/"), name)
+                        endpoint.removeprefix("v1/"), name, elsewhere=elsewhere)
+
+    def _resolve(self, call: Call, name: str) -> tuple[ModelConfig, bool]:
+        """The model ``name`` is, and whether only other nodes have it; a model only down nodes had is a 503
+        naming them."""
+        try:
+            return self.manager.resolve(name), False
+        except ModelNotFound:
+            if self.peers is None or not self.peers.enabled or call.entry_node is not None:
+                raise
+            model = self.peers.model(name)
+            if model is not None:
+                return model, True
+            down = self.peers.down_holders(name)
+            if not down:
+                raise
+            now = time.time()
+            which = ", ".join(f"{n['name']} (not seen for {now - float(n.get('last_seen') or 0):.0f} s)" for n in down)
+            raise Unavailable(f"model {name} is served by node {which}, which is down; no other node has it",
+                              headers={"Retry-After": "5"}) from None
 
     def _check_model(self, body: dict[str, Any], endpoint: str, model: ModelConfig) -> None:
         iface = self.manager.interfaces.get(model.mode)

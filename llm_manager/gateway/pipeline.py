@@ -1,5 +1,8 @@
 """The one path of a proxied request: authorize → resolve → validate → admit → lease → forward → account.
 
+In a cluster (``gateway/peers.py``) a model this node does not have, or cannot serve now, is forwarded to another
+node that has it, which accounts it; a request another node forwarded is served here only.
+
 The HTTP intake parses bytes into a ``Call`` and hands ``Pipeline.handle`` a ``Reply`` to write the answer to;
 a protocol adapter translates its request into a ``Call`` and wraps the ``Reply``; the batch runner passes a
 ``Reply`` that keeps the answer in memory. Nothing here knows Tornado or any handler object.
@@ -16,8 +19,10 @@ from typing import Any, Protocol
 
 from ..accounting.layer import Accounting
 from ..accounting.record import UsageRecord
+from ..accounting.security import Caller
 from ..config.parse import Config
 from ..errors import (
+    AuthenticationError,
     LLMManagerError,
     QueueFull,
     Unavailable,
@@ -28,6 +33,7 @@ from ..runtime.group import Target
 from ..runtime.manager import Manager
 from .admission import Admission, Admitted, Call
 from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
+from .peers import NODE_HEADER, Peers
 from .protocols.base import Adapter, TranslatingReply
 from .relay import Outcome, forward, prepare_stream_body
 from .upstream import make_client, make_remote_client
@@ -39,6 +45,7 @@ CACHE_HEADER = "X-LLM-Manager-Cache"  # hit | miss | bypass, on answers to cache
 MODEL_HEADER = "X-LLM-Manager-Model"  # the model that answered (not the one asked for, after a fallback)
 INSTANCE_HEADER = "X-LLM-Manager-Instance"  # the instance id, or the remote upstream's host
 RETRY_STATUSES = frozenset({502, 503})  # an upstream answer that says "not me, not now": try another target
+PEER_TRIES = 3  # other nodes a request is offered to, at most
 
 
 class Reply(Protocol):
@@ -62,7 +69,8 @@ class Pipeline:
     def __init__(self, manager: Manager, accounting: Accounting, adapters: tuple[Adapter, ...] = ()):
         self.manager = manager
         self.accounting = accounting
-        self.admission = Admission(manager, accounting, adapters)
+        self.peers = Peers(manager.config.program)  # the other nodes sharing the database (Service feeds it)
+        self.admission = Admission(manager, accounting, adapters, self.peers)
         self.http = make_client()  # one pooled client to every local instance; closed by close()
         self.remote_http = make_remote_client()  # remote upstreams (https, proxies from the environment)
         self.cache = ResponseCache(int(manager.config.program.cache_mb * MIB))
@@ -76,18 +84,25 @@ class Pipeline:
         """A reload: the cache takes its new bound and frees the answers of changed or removed models."""
         self.cache.resize(int(new.program.cache_mb * MIB))
         self.cache.retain(new.models)
+        self.peers.take_config(new.program)
 
     async def handle(self, call: Call, reply: Reply) -> UsageRecord:
         """Admit, serve and account one call; an error before the answer started is raised for the caller to
         render in its protocol's shape, one after it is told in-band (an SSE error event)."""
+        if call.forwarded is not None:
+            self._take_forwarded(call)
+        ledger = self.accounting.ledger
+        if ledger is not None and self.accounting.security.budgets:  # budgets checked against the cluster's spend
+            await ledger.fresh()
         admitted = self.admission.admit(call)
         if admitted.local is not None:
             reply.whole(200, "application/json", admitted.local)
             return UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=200, alias=admitted.alias)
         rec = UsageRecord(model=admitted.model.name, endpoint=admitted.label, status=0,
                           alias=admitted.alias, key_id=admitted.key.id if admitted.key else None,
-                          client_ip=call.caller.ip, stream=admitted.stream, batch_id=call.batch_id)
-        key = self._cache_key(call, admitted)
+                          client_ip=call.caller.ip, stream=admitted.stream, batch_id=call.batch_id,
+                          entry_node=call.entry_node or "")
+        key = None if admitted.elsewhere else self._cache_key(call, admitted)
         if key is not None:
             entry = None if call.no_cache else self.cache.get(key)
             reply.header(CACHE_HEADER, "hit" if entry else "bypass" if call.no_cache else "miss")
@@ -117,8 +132,20 @@ class Pipeline:
             raise
         finally:
             rec.total_ms = (time.monotonic() - call.started) * 1000
-            self.accounting.finish(rec)
+            if not rec.forwarded_to:  # a peer served it: that node accounts it (exactly once, in the cluster)
+                self.accounting.finish(rec)
         return rec
+
+    def _take_forwarded(self, call: Call) -> None:
+        """A request another node forwarded: its cluster secret must be ours; then the key it proved stands in for
+        the client's (checked once, at the entry node) and the request is served here, never forwarded again."""
+        assert call.forwarded is not None
+        secret, entry, key_id = call.forwarded
+        if not self.peers.verify(secret):
+            raise AuthenticationError("forwarded request refused: its cluster secret is not this node's "
+                                      "(program.cluster_secret)")
+        call.entry_node = entry or "?"
+        call.caller = Caller(None, call.caller.ip, key_id=key_id)
 
     def _candidates(self, call: Call, admitted: Admitted) -> Iterator[Admitted]:
         """The call as admitted, then admitted for each of its model's fallbacks in order (those the key may not
@@ -144,7 +171,7 @@ class Pipeline:
         unsent: tuple[Admitted, Target, int, str, bytes] | None = None  # an upstream 502/503 nobody else bettered
         for adm in self._candidates(call, admitted):
             avoid: set[str] = set()
-            for _attempt in range(2):
+            for _attempt in range(0 if adm.elsewhere else 2):
                 out.reset()
                 try:
                     await self._attempt(call, adm, reply, rec, out, key if adm is admitted else None,
@@ -157,6 +184,18 @@ class Pipeline:
                     if not avoid:  # (on a retry, "no other target" says less than the failure it retries)
                         failure, unsent = exc, None
                     break
+            if call.entry_node is None and self.peers.enabled:  # not here, or not now: a node that has it
+                for node, target in self.peers.targets(adm.model.name, avoid)[:PEER_TRIES]:
+                    out.reset()
+                    try:
+                        await self._peer_attempt(call, adm, reply, rec, out, node, target)
+                        return
+                    except _TargetFailed as failed:
+                        avoid.add(failed.target.id)
+                        failure, unsent = failed.error, failed.unsent(adm)
+        if failure is None and admitted.elsewhere:  # its nodes went down or are cooling off since admission
+            failure = Unavailable(f"model {admitted.model.name}: no node that has it answers now",
+                                  headers={"Retry-After": "5"})
         if unsent is not None:  # the last word was an upstream's own error answer: the client gets it
             adm, target, status, ctype, body = unsent
             self._served_by(reply, rec, adm, target)
@@ -167,6 +206,27 @@ class Pipeline:
             return
         assert failure is not None
         raise failure
+
+    async def _peer_attempt(self, call: Call, adm: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
+                            node: str, target: Target) -> None:
+        """One try on another node of the cluster (``gateway/peers.py``); raises ``_TargetFailed`` when it failed
+        before the client got a byte. Once the node answered, that node accounts the request, not this one."""
+        reply.header(NODE_HEADER, node)
+        before, rec.forwarded_to = rec.forwarded_to, node
+        target.in_flight += 1
+        try:
+            await self._forward(call, adm, reply, rec, out, None, target, False,
+                                self.peers.headers(adm.key.id if adm.key else None))
+        except _TargetFailed as failed:
+            if failed.answer is None:  # it never answered: nothing was served (or accounted) there
+                rec.forwarded_to = before
+                failed.error = Unavailable(f"model {adm.model.name}: node {node} is down ({failed.error.message})",
+                                           headers={"Retry-After": "5"})
+            raise
+        finally:
+            target.in_flight -= 1
+            target.last_used = time.time()
+        self._account(rec, out, call, adm)
 
     def _reply_for(self, reply: Reply, call: Call, adm: Admitted) -> Reply:
         if adm.translator is not None and call.adapter is not None:
@@ -208,6 +268,8 @@ class Pipeline:
                     await asyncio.gather(feedback, return_exceptions=True)
                 rec.start_ms += timings["start_ms"]
                 rec.queue_ms += timings["queue_ms"]
+                if self.peers.enabled:
+                    reply.header(NODE_HEADER, self.peers.node)
                 ctype, sent = await self._forward(call, adm, reply, rec, out, key, target, timings["start_ms"] > 0)
         finally:
             if feedback is not None:
@@ -219,7 +281,8 @@ class Pipeline:
                                       out.body is None, rec.prompt_tokens, rec.completion_tokens))
 
     async def _forward(self, call: Call, adm: Admitted, reply: Reply, rec: UsageRecord, out: Outcome,
-                       key: str | None, target: Target, cold: bool) -> tuple[str, list[bytes] | None]:
+                       key: str | None, target: Target, cold: bool,
+                       extra: dict[str, str] | None = None) -> tuple[str, list[bytes] | None]:
         """Send the call to ``target`` and relay its answer; returns its content type and, for a stream the cache
         keeps, the pieces sent."""
         model = adm.model
@@ -241,7 +304,7 @@ class Pipeline:
         client = self.http if url.startswith("http://") else self.remote_http
         try:
             await forward(client, url, content, adm.stream, model.request_timeout, on_headers, write, hide_usage,
-                          out, name=f"model {model.name}", headers=target.headers)
+                          out, name=f"model {model.name}", headers={**target.headers, **extra} if extra else target.headers)
         except UpstreamTimeout:
             raise
         except UpstreamError as exc:

@@ -221,7 +221,7 @@ def test_migration_v1_to_v2_keeps_rows(url: str | None, tmp_path: Path) -> None:
     assert "ix_request_log_key_ts" not in names
     engine.dispose()
     with UsageStore(url, tmp_path, flush_interval=NEVER) as s:
-        assert s.version == len(MIGRATIONS) == 9 and schema_version(s.engine) == 9
+        assert s.version == len(MIGRATIONS) == 10 and schema_version(s.engine) == 10
         assert {"batch", "batch_line", "batch_file"} <= set(inspect(s.engine).get_table_names())  # v5
         df = s.requests_frame()
         assert df["model"].tolist() == ["old"] and df["total_tokens"].tolist() == [7]

@@ -1,6 +1,7 @@
 import { BrowserRouter, Link, Route, Routes } from "react-router-dom";
 import { Layout } from "./components/Layout";
 import { BatchesPage } from "./pages/BatchesPage";
+import { ClusterPage } from "./pages/Cluster";
 import { KeysPage } from "./pages/KeysPage";
 import { LogsPage } from "./pages/LogsPage";
 import { ModelsPage } from "./pages/ModelsPage";
@@ -20,6 +21,7 @@ export function AppRoutes() {
         <Route path="usage" element={<UsagePage />} />
         <Route path="batches" element={<BatchesPage />} />
         <Route path="keys" element={<KeysPage />} />
+        <Route path="cluster" element={<ClusterPage />} />
         <Route
           path="*"
           element={

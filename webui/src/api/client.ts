@@ -5,6 +5,7 @@ import type {
   ApiKey,
   Batch,
   BatchList,
+  ClusterView,
   CreatedKey,
   DeviceInfo,
   Health,
@@ -62,6 +63,11 @@ export async function getInfo(): Promise<ServerInfo> {
 
 export async function getModels(): Promise<ModelInfo[]> {
   return (await http.get<{ models: ModelInfo[] }>("/api/models-info")).data.models;
+}
+
+/** The managers sharing this one's database (a node with no usage store lists none). */
+export async function getCluster(): Promise<ClusterView> {
+  return (await http.get<ClusterView>("/api/cluster")).data;
 }
 
 export async function getDevices(): Promise<{ devices: DeviceInfo[]; ts: number }> {

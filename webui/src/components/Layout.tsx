@@ -13,6 +13,7 @@ const NAV = [
   { to: "/usage", label: "Usage & cost", end: false },
   { to: "/batches", label: "Batches", end: false },
   { to: "/keys", label: "API keys", end: false },
+  { to: "/cluster", label: "Cluster", end: false },
 ];
 
 /** Sidebar on wide screens; a top bar with a menu button on phones. */
