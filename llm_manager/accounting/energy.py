@@ -45,23 +45,27 @@ def device_shares(intervals: pd.DataFrame, samples: pd.DataFrame, since: float, 
                   max_gap: float = MAX_GAP) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each interval's ``gpu_seconds`` and ``energy_wh`` in ``[since, until)``, and per device its type, energy and
     idle energy (Wh). ``intervals`` as from ``loaded_intervals`` (its ``holdings``: {device: MB}); ``samples`` as
-    from ``UsageStore.device_frame``."""
+    from ``UsageStore.device_frame``. Devices are per node: two nodes' ``gpu0`` are two devices (the devices frame
+    has a ``node`` column; "" for rows from before v10)."""
     gpu_s = np.zeros(len(intervals))
     wh = np.zeros(len(intervals))
     if len(samples):
         samples = samples.sort_values("ts", kind="stable")
         samples = samples.assign(power_watts=samples["power_watts"].astype("float64"))
-    held: dict[str, list[tuple[int, float, float, float]]] = {}
-    for pos, (start, end, holdings) in enumerate(zip(intervals["start"], intervals["end"], intervals["holdings"],
-                                                     strict=True)):
+    held: dict[tuple[str, str], list[tuple[int, float, float, float]]] = {}  # (node, device) -> its holders
+    for pos, (node, start, end, holdings) in enumerate(zip(_nodes(intervals), intervals["start"], intervals["end"],
+                                                           intervals["holdings"], strict=True)):
         for device, mb in (holdings or {}).items():
-            held.setdefault(device, []).append((pos, float(start), float(end), max(float(mb), 1.0)))
-    devices = sorted(set(held) | (set(samples["device"]) if len(samples) else set()))
+            held.setdefault((node, device), []).append((pos, float(start), float(end), max(float(mb), 1.0)))
+    sampled = _nodes(samples) if len(samples) else pd.Series([], dtype=object)
+    seen = set(zip(sampled, samples["device"].astype(str), strict=True)) if len(samples) else set()
+    devices = sorted(set(held) | seen)
     rows = []
-    for device in devices:
-        mine = samples[samples["device"] == device] if len(samples) else samples
+    for node, device in devices:
+        mine = samples[(sampled == node).to_numpy() & (samples["device"] == device).to_numpy()] if len(samples) \
+            else samples
         kind = next((t for t in (mine["device_type"] if "device_type" in mine.columns else []) if t), "")
-        holders = held.get(device, [])
+        holders = held.get((node, device), [])
         pts = [since, until, *(t for _, s, e, _ in holders for t in (s, e))]
         if len(mine):
             ts = mine["ts"].to_numpy(dtype=np.float64)
@@ -87,10 +91,17 @@ def device_shares(intervals: pd.DataFrame, samples: pd.DataFrame, since: float, 
         energy = power * dt
         rows.append({"device": device, "device_type": kind, "energy_wh": float(energy.sum() / 3600.0),
                      "idle_energy_wh": float(energy[~busy].sum() / 3600.0),
-                     "held_seconds": float(dt[busy].sum()), "samples": len(mine)})
+                     "held_seconds": float(dt[busy].sum()), "samples": len(mine), "node": node})
     out = intervals.assign(gpu_seconds=gpu_s, energy_wh=wh)
     return out, pd.DataFrame(rows, columns=["device", "device_type", "energy_wh", "idle_energy_wh", "held_seconds",
-                                            "samples"])
+                                            "samples", "node"])
+
+
+def _nodes(frame: pd.DataFrame) -> pd.Series:
+    """Each row's node ("" without a node column or value: a single manager's rows from before v10)."""
+    if "node" not in frame.columns:
+        return pd.Series([""] * len(frame), index=frame.index, dtype=object)
+    return frame["node"].fillna("").astype(str)
 
 
 def breakdown(requests: pd.DataFrame, events: pd.DataFrame, samples: pd.DataFrame, since: float, until: float,
@@ -132,7 +143,7 @@ def store_breakdown(store: UsageStore, since: float, until: float | None = None,
     store's last sign of life stands for it. Frames: ``by_model`` (model, intervals, loaded_seconds, runtime_cost,
     gpu_seconds, energy_wh, requests, total_tokens, token_cost), ``by_key`` (key_id, total_tokens, token_cost,
     runtime_cost, gpu_seconds, energy_wh; key_id "(idle)" for what no request took), ``devices`` (device,
-    device_type, energy_wh, idle_energy_wh, held_seconds, samples), ``intervals`` (model, instance, profile,
+    device_type, energy_wh, idle_energy_wh, held_seconds, samples, node), ``intervals`` (node, model, instance, profile,
     start, end, closed_by, price_per_hour, loaded_seconds, runtime_cost, gpu_seconds, energy_wh,
     unattributed_runtime_cost) and ``requests`` (runtime_cost, gpu_seconds, energy_wh per request row).
     ``with_requests=False`` skips reading the request log (by-model figures only; everything is unattributed)."""

@@ -2,8 +2,10 @@
 
 A loaded interval runs from a ``start`` or ``wake`` event (memory is held from the launch on) to the next ``stop``,
 ``idle_stop``, ``crash``, ``fail`` or ``sleep`` of the same model and instance (``evict`` is followed by its ``stop``;
-a sleeping process has freed its device memory). Intervals are per model, and per instance when the event detail
-names one (``instance N: ...``; none means instance 0).
+a sleeping process has freed its device memory). Intervals are per node, model and instance: several managers
+sharing one database each run their own processes, so two nodes' ``chat`` never merge (the ``node`` column of v10;
+events with no node are those a single manager wrote before, and the first node whose events follow closes what
+they left open); the instance is the one the event detail names (``instance N: ...``; none means instance 0).
 
 An interval with no end event:
 
@@ -15,8 +17,8 @@ An interval with no end event:
 
 The hourly price is the one the start event recorded (the profile's, else the model's, as billed then); events
 from before schema v8 fall back to the current config. :func:`apportion` splits any per-interval amount over the
-requests the model served in the interval, by their share of its tokens (cache hits and remote upstreams' rows
-take no share); an interval with no tokens stays unattributed.
+requests the model served on the interval's node in the interval, by their share of its tokens (cache hits and
+remote upstreams' rows take no share); an interval with no tokens stays unattributed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ __all__ = ["END_KINDS", "START_KINDS", "INTERVAL_COLUMNS", "Fallback", "apportio
 
 START_KINDS = frozenset({"start", "wake"})
 END_KINDS = frozenset({"stop", "idle_stop", "crash", "fail", "sleep"})
-INTERVAL_COLUMNS = ("model", "instance", "profile", "start", "end", "closed_by", "price_per_hour", "holdings")
+INTERVAL_COLUMNS = ("node", "model", "instance", "profile", "start", "end", "closed_by", "price_per_hour", "holdings")
 # (model, profile) -> (price_per_hour, {device: MB}) from the current config, for events recorded before v8
 Fallback = Callable[[str, str], tuple[float | None, dict[str, float]]]
 
@@ -63,22 +65,34 @@ def _holdings(raw: Any) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
-def _walk(events: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, Any]]]:
-    """Closed intervals and those still open, by (model, instance), from events sorted by ts."""
+Key = tuple[str, str, int]  # (node, model, instance)
+
+
+def _open_key(open_: dict[Key, dict[str, Any]], key: Key) -> Key | None:
+    """The open interval an event of ``key`` ends: its node's own, else one a pre-v10 event (no node) left open."""
+    if key in open_:
+        return key
+    legacy = ("", key[1], key[2])
+    return legacy if legacy in open_ else None
+
+
+def _walk(events: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[Key, dict[str, Any]]]:
+    """Closed intervals and those still open, by (node, model, instance), from events sorted by ts."""
     closed: list[dict[str, Any]] = []
-    open_: dict[tuple[str, int], dict[str, Any]] = {}
+    open_: dict[Key, dict[str, Any]] = {}
     cols = [events[c].tolist() if c in events.columns else [None] * len(events)
-            for c in ("ts", "model", "kind", "detail", "price_per_hour", "holdings")]
-    for ts, model, kind, detail, price, holdings in zip(*cols, strict=True):
-        key = (str(model), _instance(detail or ""))
+            for c in ("ts", "node", "model", "kind", "detail", "price_per_hour", "holdings")]
+    for ts, node, model, kind, detail, price, holdings in zip(*cols, strict=True):
+        key = (str(node or ""), str(model), _instance(detail or ""))
         if kind in START_KINDS:
-            if key in open_:
-                closed.append({**open_.pop(key), "end": float(ts), "closed_by": "next start"})
-            open_[key] = {"model": key[0], "instance": key[1], "profile": profile_of(detail or ""),
+            ended = _open_key(open_, key)
+            if ended is not None:
+                closed.append({**open_.pop(ended), "end": float(ts), "closed_by": "next start"})
+            open_[key] = {"node": key[0], "model": key[1], "instance": key[2], "profile": profile_of(detail or ""),
                           "start": float(ts), "price_per_hour": None if price is None or price != price else price,
                           "holdings": _holdings(holdings)}
-        elif kind in END_KINDS and key in open_:
-            closed.append({**open_.pop(key), "end": float(ts), "closed_by": str(kind)})
+        elif kind in END_KINDS and (ended := _open_key(open_, key)) is not None:
+            closed.append({**open_.pop(ended), "end": float(ts), "closed_by": str(kind)})
     return closed, open_
 
 
@@ -107,7 +121,7 @@ def loaded_intervals(events: pd.DataFrame, alive_until: float | None,
         iv["holdings"] = iv["holdings"] or {}
     out = pd.DataFrame(closed, columns=list(INTERVAL_COLUMNS))
     out["price_per_hour"] = out["price_per_hour"].astype("float64")
-    return out.sort_values(["start", "model", "instance"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["start", "model", "node", "instance"], kind="stable").reset_index(drop=True)
 
 
 def clip(intervals: pd.DataFrame, since: float | None, until: float | None) -> pd.DataFrame:
@@ -138,9 +152,15 @@ def _local_rows(requests: pd.DataFrame) -> np.ndarray:
     return keep
 
 
+def _served_where(frame: pd.DataFrame) -> pd.Series:
+    """Node and model of each row as one label (no node column, or none recorded: "", a pre-v10 row)."""
+    node = frame["node"].fillna("").astype(str) if "node" in frame.columns else pd.Series("", index=frame.index)
+    return node + "\x00" + frame["model"].astype(str)
+
+
 def apportion(requests: pd.DataFrame, intervals: pd.DataFrame,
               values: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split each interval's ``values`` over its model's requests with ``start <= ts < end`` by tokens.
+    """Split each interval's ``values`` over its model's requests on its node with ``start <= ts < end`` by tokens.
 
     Returns the per-request shares (aligned to ``requests.index``, one column per value) and the unattributed
     part of each interval (aligned to ``intervals.index``: the whole value where the interval served no tokens)."""
@@ -151,8 +171,8 @@ def apportion(requests: pd.DataFrame, intervals: pd.DataFrame,
         weight = (requests["prompt_tokens"].to_numpy(dtype=np.float64)
                   + requests["completion_tokens"].to_numpy(dtype=np.float64)) * _local_rows(requests)
         ts = requests["ts"].to_numpy(dtype=np.float64)
-        models = requests["model"].astype(str).to_numpy()
-        for model, ivs in intervals.groupby(intervals["model"].astype(str), sort=False):
+        models = _served_where(requests).to_numpy()
+        for model, ivs in intervals.groupby(_served_where(intervals), sort=False):
             rows = np.flatnonzero(models == model)
             if not len(rows):
                 continue

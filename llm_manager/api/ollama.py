@@ -50,8 +50,9 @@ class OllamaHandler(BaseHandler):
         reason = self._reason if status_code < 500 else "internal error; see the server log"
         self.write_json({"error": f"{self.request.method} {self.request.path}: {reason}"}, status_code)
 
-    def visible(self) -> list[ModelConfig]:
-        """The configured models, those a key scoped to some models may use only."""
+    def visible(self, cluster: bool = False) -> list[ModelConfig]:
+        """The configured models, those a key scoped to some models may use only; ``cluster``: then those only
+        other nodes of the cluster have (forwarded there; described as far as their heartbeats tell)."""
         key = self.accounting.security.authorize(caller_of(self.request), None)
         scoped = getattr(key, "models", None)
         allowed = None
@@ -61,8 +62,16 @@ class OllamaHandler(BaseHandler):
                 try:
                     allowed.add(self.manager.resolve(name).name)
                 except LLMManagerError:
-                    pass
-        return [m for m in self.manager.config.models.values() if allowed is None or m.name in allowed]
+                    allowed.add(name)  # perhaps another node's
+        here = [m for m in self.manager.config.models.values() if allowed is None or m.name in allowed]
+        peers = self.service.pipeline.peers
+        if cluster and peers.enabled:
+            names = {m.name for m in here}
+            for entry in peers.models():
+                model = peers.model(entry["name"]) if entry["name"] not in names else None
+                if model is not None and (allowed is None or model.name in allowed):
+                    here.append(model)
+        return here
 
     def describe(self, model: ModelConfig) -> dict[str, Any]:
         """Ollama's common model fields: name (tagged), size (the memory of its first profile), a digest of its
@@ -85,10 +94,10 @@ class OllamaHandler(BaseHandler):
 
 
 class TagsHandler(OllamaHandler):
-    """GET /api/tags: every model the caller may use."""
+    """GET /api/tags: every model the caller may use (in a cluster, the other nodes' too)."""
 
     def get(self) -> None:
-        self.write_json({"models": [self.describe(m) for m in self.visible()]})
+        self.write_json({"models": [self.describe(m) for m in self.visible(cluster=True)]})
 
 
 class PsHandler(OllamaHandler):

@@ -22,7 +22,7 @@ from ..errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from ..gateway.peers import ENTRY_HEADER, KEY_HEADER, SECRET_HEADER
+from ..gateway.peers import Forwarded
 from ..gateway.pipeline import Call, Pipeline
 from ..gateway.protocols.base import Adapter
 from .base import BaseHandler, caller_of
@@ -143,11 +143,9 @@ class ProxyExchange(Exchange):
         assert self.request is not None
         path = self.path.strip("/")
         headers = self.request.headers
-        secret = headers.get(SECRET_HEADER)  # another node forwarded it: the pipeline checks the secret
         call = Call(path, raw, caller_of(self.request), self.t0, self.adapter,
                     no_cache="no-cache" in headers.get("Cache-Control", "").lower(),
-                    forwarded=None if secret is None else (secret, headers.get(ENTRY_HEADER, ""),
-                                                           headers.get(KEY_HEADER, "")))
+                    forwarded=Forwarded.of(headers))  # another node's: the pipeline checks its secret
         await self.pipeline.handle(call, self)
         self.end()
 

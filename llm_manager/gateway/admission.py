@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..accounting.layer import Accounting
@@ -17,7 +17,7 @@ from ..accounting.security import Caller, KeyInfo
 from ..config.parse import ModelConfig
 from ..errors import BadRequest, ModelNotFound, NotFound, Unavailable
 from ..runtime.manager import Manager
-from .peers import Peers
+from .peers import Forwarded, Peers
 from .protocols.base import Adapter, AnswerTranslator
 from .validation import EndpointTable, check_fields, json_object, shown
 
@@ -34,8 +34,8 @@ class Call:
     batch_id: str | None = None  # a line of this batch (Batches API): counted as such, served at low priority
     no_cache: bool = False  # the client asked for a fresh answer (Cache-Control: no-cache); it is still stored
     entry_node: str | None = None  # forwarded by this node of the cluster (its secret checked): served here only
-    forwarded: tuple[str, str, str] | None = None  # as received: (cluster secret, entry node, key id); checked by
-    # Pipeline.handle, which then sets ``entry_node`` and the proven key
+    forwarded: Forwarded | None = None  # as received from another node; checked by Pipeline.handle, which then
+    # sets ``entry_node``, the proven key and the batch
 
 
 @dataclass
@@ -102,18 +102,19 @@ class Admission:
         return Admitted(endpoint, body, model, key, body.get("stream") is True, raw,
                         endpoint.removeprefix("v1/"), name, elsewhere=elsewhere)
 
-    def _resolve(self, call: Call, name: str) -> tuple[ModelConfig, bool]:
-        """The model ``name`` is, and whether only other nodes have it; a model only down nodes had is a 503
-        naming them."""
+    def _resolve(self, call: Call, name: str, spellings: tuple[str, ...] = ()) -> tuple[ModelConfig, bool]:
+        """The model ``name`` is, and whether only other nodes have it (found by ``name`` or one of its protocol's
+        other ``spellings``); a model only down nodes had is a 503 naming them."""
         try:
             return self.manager.resolve(name), False
         except ModelNotFound:
             if self.peers is None or not self.peers.enabled or call.entry_node is not None:
                 raise
-            model = self.peers.model(name)
-            if model is not None:
-                return model, True
-            down = self.peers.down_holders(name)
+            for spelling in (name, *spellings):
+                model = self.peers.model(spelling)
+                if model is not None:
+                    return model, True
+            down = [n for spelling in (name, *spellings) for n in self.peers.down_holders(spelling)]
             if not down:
                 raise
             now = time.time()
@@ -146,8 +147,12 @@ class Admission:
                              param="model")
         security = self.accounting.security
         key = security.authorize(call.caller, name)
-        model = self.manager.resolve(name)
+        model, elsewhere = self._resolve(call, name, adapter.names(name))
         label = adapter.labels.get(op, op)
+        if elsewhere:  # relayed as the client sent it: the node that has the model admits and translates it
+            security.check_budget(key, model.name)
+            return Admitted(call.path, native, model, key, adapter.streams(op, native), raw, label, name,
+                            elsewhere=True)
         speaks = adapter.name in model.protocols and op in adapter.native
         local = None if speaks else adapter.local(op, native, model.name)  # the model's own answer first
         if local is not None:
@@ -163,3 +168,18 @@ class Admission:
             raw, translator = json.dumps(body).encode(), adapter.translator(op, native, model.name)
         security.check_budget(key, model.name)
         return Admitted(endpoint, body, model, key, body.get("stream") is True, raw, label, name, translator)
+
+    def for_peer(self, call: Call, adm: Admitted) -> Admitted:
+        """What another node of the cluster is sent: the client's own request (its protocol's path and body, the
+        model the one admitted), so the serving node admits, translates, stores and accounts it exactly as one a
+        client sent it (one path: Ollama's keep_alive, a native server, stored responses work there as here)."""
+        adapter = call.adapter
+        if adapter is None or (adm.elsewhere and adm.translator is None):
+            return adm
+        op = adapter.paths[call.path]
+        native, raw = json_object(call.raw), call.raw
+        if adapter.model_of(op, native) != adm.alias:  # a fallback (or Ollama's ":latest" dropped)
+            native = {**native, "model": adm.alias}
+            raw = json.dumps(native).encode()
+        return replace(adm, endpoint=call.path, body=native, raw=raw, translator=None,
+                       stream=adapter.streams(op, native))

@@ -10,13 +10,16 @@ latency), so one key must not learn what another key asked.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..accounting.record import UsageRecord
 from ..config.parse import ModelConfig
 
 MIB = 1024 * 1024
@@ -98,6 +101,12 @@ class ResponseCache:
             known = self._versions[model.name] = (model, model_version(model))
         return known[1]
 
+    def key_for(self, model: ModelConfig, endpoint: str, body: Mapping[str, Any], key_id: str | None) -> str | None:
+        """The key of a request's answer; None when it is not cached (not deterministic, or the cache is off)."""
+        if self.max_bytes <= 0 or not cacheable(model, endpoint, body):
+            return None
+        return cache_key(self.version(model), endpoint, body, key_id)
+
     def get(self, key: str) -> Entry | None:
         entry = self._entries.get(key)
         if entry is not None:
@@ -133,3 +142,20 @@ class ResponseCache:
         while self.bytes > self.max_bytes and self._entries:
             _, evicted = self._entries.popitem(last=False)
             self.bytes -= evicted.size
+
+
+async def replay(entry: Entry, reply: Any, rec: UsageRecord, started: float) -> None:
+    """A hit: the stored answer as it was first sent (a stream as a stream) to ``reply`` (a ``pipeline.Reply``), no
+    model touched; ``rec`` says so (its tokens are the answer's; ``Accounting.finish`` prices cached rows at 0)."""
+    rec.status, rec.cached = 200, True
+    rec.prompt_tokens, rec.completion_tokens = entry.prompt_tokens, entry.completion_tokens
+    try:
+        if entry.stream:
+            await reply.stream(200, entry.content_type, entry.data)
+        else:
+            reply.whole(200, entry.content_type, entry.data)
+    except asyncio.CancelledError:
+        rec.status, rec.error = 499, "client closed the connection"
+        raise
+    finally:
+        rec.ttft_ms = rec.total_ms = (time.monotonic() - started) * 1000

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ..accounting.cluster import DOWN_AFTER, HEARTBEAT
 from ..config.parse import ModelConfig, ProgramConfig
@@ -25,8 +26,27 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-LLM-Manager-Cluster-Secret"  # the cluster secret (never logged)
 ENTRY_HEADER = "X-LLM-Manager-Entry-Node"  # the node the client came in at
 KEY_HEADER = "X-LLM-Manager-Key-Id"  # the key id the entry node proved ("" on an open cluster)
+BATCH_HEADER = "X-LLM-Manager-Batch-Id"  # a batch line's batch: served at low priority, accounted to the batch
 NODE_HEADER = "X-LLM-Manager-Node"  # on answers: the node that served
 READY_FIRST = {"ready": 0, "starting": 1, "sleeping": 2}  # a peer's model state -> preference (lower first)
+
+
+class Forwarded(NamedTuple):
+    """What a request another node forwarded carries, as received: nothing of it is believed before
+    ``Pipeline.handle`` checked the secret."""
+
+    secret: str
+    entry: str  # the node the client came in at
+    key_id: str  # the key the entry node proved ("": none)
+    batch_id: str = ""  # a batch line's batch ("": an interactive request)
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Forwarded | None:
+        """From a request's headers; None: a client's own request (no cluster secret presented)."""
+        secret = headers.get(SECRET_HEADER)
+        if secret is None:
+            return None
+        return cls(secret, headers.get(ENTRY_HEADER, ""), headers.get(KEY_HEADER, ""), headers.get(BATCH_HEADER, ""))
 
 
 class Peers:
@@ -108,9 +128,12 @@ class Peers:
             out.append((node["name"], remote))
         return out
 
-    def headers(self, key_id: str | None) -> dict[str, str]:
+    def headers(self, key_id: str | None, batch_id: str | None = None) -> dict[str, str]:
         """What a forwarded request carries besides its body (never the client's own key)."""
-        return {SECRET_HEADER: self.secret or "", ENTRY_HEADER: self.node, KEY_HEADER: key_id or ""}
+        out = {SECRET_HEADER: self.secret or "", ENTRY_HEADER: self.node, KEY_HEADER: key_id or ""}
+        if batch_id:
+            out[BATCH_HEADER] = batch_id
+        return out
 
     def _changed(self, remote: Remote, kind: str, detail: str) -> None:
         log.warning("peer %s: %s", remote.id, detail)

@@ -32,10 +32,10 @@ from ..errors import (
 from ..runtime.group import Target
 from ..runtime.manager import Manager
 from .admission import Admission, Admitted, Call
-from .cache import MIB, Entry, ResponseCache, cache_key, cacheable
+from .cache import MIB, Entry, ResponseCache, replay
 from .peers import NODE_HEADER, Peers
 from .protocols.base import Adapter, TranslatingReply
-from .relay import Outcome, forward, prepare_stream_body
+from .relay import Outcome, forward, prepare_stream_body, tell_loading
 from .upstream import make_client, make_remote_client
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,18 @@ class Pipeline:
                           alias=admitted.alias, key_id=admitted.key.id if admitted.key else None,
                           client_ip=call.caller.ip, stream=admitted.stream, batch_id=call.batch_id,
                           entry_node=call.entry_node or "")
-        key = None if admitted.elsewhere else self._cache_key(call, admitted)
+        # other protocols' answers are not cached (translated, some stored: Responses); nor are other nodes'
+        key = None if admitted.elsewhere or call.adapter is not None else self.cache.key_for(
+            admitted.model, admitted.endpoint, admitted.body, rec.key_id)
         if key is not None:
             entry = None if call.no_cache else self.cache.get(key)
             reply.header(CACHE_HEADER, "hit" if entry else "bypass" if call.no_cache else "miss")
             if entry is not None:
-                return await self._replay(call, entry, reply, rec)
+                try:
+                    await replay(entry, reply, rec, call.started)
+                finally:
+                    self.accounting.finish(rec)
+                return rec
             if not call.no_cache:
                 self.accounting.metrics.cache_miss(admitted.model.name)
         out = Outcome()
@@ -139,13 +145,14 @@ class Pipeline:
     def _take_forwarded(self, call: Call) -> None:
         """A request another node forwarded: its cluster secret must be ours; then the key it proved stands in for
         the client's (checked once, at the entry node) and the request is served here, never forwarded again."""
-        assert call.forwarded is not None
-        secret, entry, key_id = call.forwarded
-        if not self.peers.verify(secret):
+        forwarded = call.forwarded
+        assert forwarded is not None
+        if not self.peers.verify(forwarded.secret):
             raise AuthenticationError("forwarded request refused: its cluster secret is not this node's "
                                       "(program.cluster_secret)")
-        call.entry_node = entry or "?"
-        call.caller = Caller(None, call.caller.ip, key_id=key_id)
+        call.entry_node = forwarded.entry or "?"
+        call.caller = Caller(None, call.caller.ip, key_id=forwarded.key_id)
+        call.batch_id = forwarded.batch_id or call.batch_id  # a batch line: low priority here, counted to its batch
 
     def _candidates(self, call: Call, admitted: Admitted) -> Iterator[Admitted]:
         """The call as admitted, then admitted for each of its model's fallbacks in order (those the key may not
@@ -185,14 +192,15 @@ class Pipeline:
                         failure, unsent = exc, None
                     break
             if call.entry_node is None and self.peers.enabled:  # not here, or not now: a node that has it
+                sent = self.admission.for_peer(call, adm)  # the client's own request, in its protocol
                 for node, target in self.peers.targets(adm.model.name, avoid)[:PEER_TRIES]:
                     out.reset()
                     try:
-                        await self._peer_attempt(call, adm, reply, rec, out, node, target)
+                        await self._peer_attempt(call, sent, reply, rec, out, node, target)
                         return
                     except _TargetFailed as failed:
                         avoid.add(failed.target.id)
-                        failure, unsent = failed.error, failed.unsent(adm)
+                        failure, unsent = failed.error, failed.unsent(sent)
         if failure is None and admitted.elsewhere:  # its nodes went down or are cooling off since admission
             failure = Unavailable(f"model {admitted.model.name}: no node that has it answers now",
                                   headers={"Retry-After": "5"})
@@ -216,7 +224,7 @@ class Pipeline:
         target.in_flight += 1
         try:
             await self._forward(call, adm, reply, rec, out, None, target, False,
-                                self.peers.headers(adm.key.id if adm.key else None))
+                                self.peers.headers(adm.key.id if adm.key else None, call.batch_id))
         except _TargetFailed as failed:
             if failed.answer is None:  # it never answered: nothing was served (or accounted) there
                 rec.forwarded_to = before
@@ -238,11 +246,11 @@ class Pipeline:
         reply.header(MODEL_HEADER, adm.model.name)
         reply.header(INSTANCE_HEADER, target.id)
 
-    def _content(self, adm: Admitted, target: Target) -> tuple[bytes, bool]:
+    def _content(self, adm: Admitted, target: Target, rename_model: bool = True) -> tuple[bytes, bool]:
         """The bytes sent to ``target`` (the model renamed for a remote upstream that knows it by another name;
         ``include_usage`` asked for on tracked streams) and whether the usage chunk is hidden from the client."""
         body, raw = adm.body, adm.raw
-        rename = target.upstream_model
+        rename = target.upstream_model if rename_model else None
         if rename is not None and body.get("model") != rename:
             body = {**body, "model": rename}
             raw = json.dumps(body).encode()
@@ -260,7 +268,7 @@ class Pipeline:
         reply.header(MODEL_HEADER, model.name)  # known now: loading comments may start the answer before a target
         feedback = None
         if adm.stream and call.adapter is None and model.loading_feedback and not group.usable():
-            feedback = asyncio.ensure_future(_tell_loading(reply, model.name, group.load_s))
+            feedback = asyncio.ensure_future(tell_loading(reply, model.name, group.load_s))
         try:
             async with self.manager.lease(model.name, call.batch_id is not None, avoid) as (target, timings):
                 if feedback is not None:  # before the first byte of the answer: no two writers at once
@@ -288,7 +296,9 @@ class Pipeline:
         model = adm.model
         self._served_by(reply, rec, adm, target)
         answer = self._reply_for(reply, call, adm)
-        content, hide_usage = self._content(adm, target)
+        # another protocol's request to another node keeps the name as asked: that node reads it by the protocol's
+        # rules (Ollama's ":latest") and answers with it
+        content, hide_usage = self._content(adm, target, rename_model=not (extra and call.adapter is not None))
         head: list[Any] = [200, "application/json"]
         sent: list[bytes] | None = [] if key is not None and adm.stream else None  # kept for the cache
 
@@ -329,34 +339,6 @@ class Pipeline:
             await answer.end()
         return head[1], sent
 
-    def _cache_key(self, call: Call, admitted: Admitted) -> str | None:
-        """The response cache's key for this call; None when its answer is not cached (or the cache is off).
-        Other protocols' calls are not cached: their answers are translated, some stored (Responses)."""
-        if call.adapter is not None or self.cache.max_bytes <= 0:
-            return None
-        if not cacheable(admitted.model, admitted.endpoint, admitted.body):
-            return None
-        return cache_key(self.cache.version(admitted.model), admitted.endpoint, admitted.body,
-                         admitted.key.id if admitted.key else None)
-
-    async def _replay(self, call: Call, entry: Entry, reply: Reply, rec: UsageRecord) -> UsageRecord:
-        """A cache hit: the stored answer as it was first sent (a stream as a stream), no model touched.
-        Its row has the answer's tokens and costs nothing (``Accounting.finish`` prices cached rows at 0)."""
-        rec.status, rec.cached = 200, True
-        rec.prompt_tokens, rec.completion_tokens = entry.prompt_tokens, entry.completion_tokens
-        try:
-            if entry.stream:
-                await reply.stream(200, entry.content_type, entry.data)
-            else:
-                reply.whole(200, entry.content_type, entry.data)
-        except asyncio.CancelledError:
-            rec.status, rec.error = 499, "client closed the connection"
-            raise
-        finally:
-            rec.ttft_ms = rec.total_ms = (time.monotonic() - call.started) * 1000
-            self.accounting.finish(rec)
-        return rec
-
     def _account(self, rec: UsageRecord, out: Outcome, call: Call, admitted: Admitted) -> None:
         """Fill the usage record from what the relay saw; estimate tokens when the upstream gave none."""
         rec.status = out.status
@@ -383,19 +365,3 @@ class _TargetFailed(Exception):
 
     def unsent(self, adm: Admitted) -> tuple[Admitted, Target, int, str, bytes] | None:
         return None if self.answer is None else (adm, self.target, *self.answer)
-
-
-LOADING_FIRST = 1.0  # seconds a stream waits before the first loading comment (most refusals come sooner)
-LOADING_EVERY = 1.0
-
-
-async def _tell_loading(reply: Reply, model: str, expected: float | None) -> None:
-    """SSE comments while a stream waits for a cold start (``: loading demo-chat — 1.2 s of about 3 s``): clients
-    ignore comment lines, a person with curl sees why nothing comes. Cancelled when the model is ready."""
-    began = time.monotonic()
-    await asyncio.sleep(LOADING_FIRST)
-    while True:
-        elapsed = time.monotonic() - began
-        about = f" of about {expected:.0f} s" if expected else ""
-        await reply.stream(200, "text/event-stream", f": loading {model} — {elapsed:.1f} s{about}\n\n".encode())
-        await asyncio.sleep(LOADING_EVERY)

@@ -7,6 +7,7 @@ that mentions ``"usage"``, parsing that one event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -184,6 +185,43 @@ async def relay_stream(pieces: AsyncIterator[bytes], write: Callable[[bytes], Aw
         out.stream_events -= 1  # the terminator is no content event
 
 
+async def relay_lines(pieces: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]], out: Outcome) -> None:
+    """Relay complete NDJSON lines as they arrive (another node's answer in Ollama's protocol: that node counts
+    its usage, this one only passes it on)."""
+    buf = b""
+    async for chunk in pieces:
+        buf += chunk
+        end = buf.rfind(b"\n")
+        if end < 0:
+            continue
+        complete, buf = buf[: end + 1], buf[end + 1 :]
+        if out.first_byte is None:
+            out.first_byte = time.monotonic()
+        out.stream_events += complete.count(b"\n")
+        await write(complete)
+    if buf.strip():
+        out.first_byte = out.first_byte or time.monotonic()
+        out.stream_events += 1
+        await write(buf)
+
+
+LOADING_FIRST = 1.0  # seconds a stream waits before the first loading comment (most refusals come sooner)
+LOADING_EVERY = 1.0
+
+
+async def tell_loading(reply: Any, model: str, expected: float | None) -> None:
+    """SSE comments to ``reply`` (a ``pipeline.Reply``) while a stream waits for a cold start (``: loading
+    demo-chat — 1.2 s of about 3 s``): clients ignore comment lines, a person with curl sees why nothing comes.
+    Cancelled when the model is ready."""
+    began = time.monotonic()
+    await asyncio.sleep(LOADING_FIRST)
+    while True:
+        elapsed = time.monotonic() - began
+        about = f" of about {expected:.0f} s" if expected else ""
+        await reply.stream(200, "text/event-stream", f": loading {model} — {elapsed:.1f} s{about}\n\n".encode())
+        await asyncio.sleep(LOADING_EVERY)
+
+
 _HEADERS = {"Content-Type": "application/json", "Accept": "*/*"}
 _urls: dict[str, httpx.URL] = {}
 
@@ -235,6 +273,8 @@ async def forward(client: httpx.AsyncClient, url: str, content: bytes, stream: b
         on_headers(resp.status_code, ctype)
         if stream and resp.status_code == 200 and "text/event-stream" in ctype:
             await relay_stream(resp.aiter_raw(), write, out, hide_usage)
+        elif stream and resp.status_code == 200 and "ndjson" in ctype:  # Ollama's stream, from another node
+            await relay_lines(resp.aiter_raw(), write, out)
         else:
             data = await resp.aread()
             out.first_byte = time.monotonic()

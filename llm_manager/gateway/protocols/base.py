@@ -94,6 +94,15 @@ class Adapter:
     def model_of(self, op: str, body: dict[str, Any]) -> Any:
         return body.get("model")
 
+    def names(self, name: str) -> tuple[str, ...]:
+        """The spellings of a model asked for as ``name`` that another node may know it by (Ollama's without
+        ``:latest``): the entry node finds a peer's model by them."""
+        return (name,)
+
+    def streams(self, op: str, body: dict[str, Any]) -> bool:
+        """Whether the answer to ``body`` is a stream (relayed piece by piece when another node serves it)."""
+        return body.get("stream") is True
+
     def to_openai(self, op: str, body: dict[str, Any], model: str) -> tuple[str, dict[str, Any]]:
         """The OpenAI endpoint and body that do what ``body`` asks (400 via BadRequest when it cannot)."""
         raise NotImplementedError

@@ -230,6 +230,13 @@ class OllamaAdapter(Adapter):
         name = body.get("model", body.get("name"))
         return untagged(name, self.control.resolve if self.control else None) if isinstance(name, str) else name
 
+    def names(self, name: str) -> tuple[str, ...]:
+        plain = name.removesuffix(":latest")
+        return (name,) if plain == name else (name, plain)
+
+    def streams(self, op: str, body: dict[str, Any]) -> bool:
+        return op in ("chat", "generate") and body.get("stream", True) is not False  # Ollama streams by default
+
     def _chat(self, model: str) -> bool:
         """Whether /api/generate should go through the chat template (the model serves chat completions)."""
         if self.control is None:
