@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class DeviceRegistry:
-    def __init__(self, program: ProgramConfig, ledger: Callable[[str], int]):
+    def __init__(self, program: ProgramConfig, ledger: Callable[[str], int],
+                 held: Callable[[str], list[tuple[int | None, int]]] | None = None):
         self.program = program
         self.ledger = ledger
+        self.held = held
         self.instances: list[Any] = []
         self.loaded = LoadedPlugins()
         self.errors: list[PluginError] = []
@@ -35,7 +37,7 @@ class DeviceRegistry:
         loaded = load_plugins("devices", "DevicePlugin", self.program.device_plugin_dir or None)
         errors = list(loaded.errors)
         instances: list[Any] = []
-        context = {"program": self.program, "ledger": self.ledger}
+        context = {"program": self.program, "ledger": self.ledger, "held": self.held}
         for cls in loaded.classes:
             try:
                 found = cls.discover(context)

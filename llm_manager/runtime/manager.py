@@ -24,14 +24,17 @@ from ..errors import NotFound, Unavailable
 from ..plugin_loader import load_plugins
 from .bus import EventBus
 from .devices import DeviceRegistry
+from .footprints import FootprintBook
 from .group import ModelGroup, Target
 from .hotreload import ConfigWatcher
+from .idling import IdleLimits
 from .reaper import Reaper
 from .remote import Remote
 from .router import Router
 from .scaling import Autoscaler
 from .starter import InstanceStarter
 from .supervisor import State, Supervisor
+from .swapping import SwapBoard
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LLM_MANAGER_DATA_DIR") or Path.cwd() / ".llm-manager")
 
 
-class Manager(InstanceStarter):
+class Manager(InstanceStarter, IdleLimits):
     """Drives models, devices and requests; starts instances where they fit (InstanceStarter, on the device
     snapshots of DeviceSnapshotMixin). Usage, cost and keys are ``accounting.Accounting``'s, attached through the
     hooks."""
@@ -52,7 +55,8 @@ class Manager(InstanceStarter):
         self.log_dir = Path(config.program.log_dir) if config.program.log_dir else self.data_dir / "logs"
         self.bus = EventBus()
         self.reaper = Reaper(self.data_dir / "children.json")
-        self.devices = DeviceRegistry(config.program, self._ledger)
+        self.footprints = FootprintBook(self.data_dir / "footprints.json")  # learned memory, kept across restarts
+        self.devices = DeviceRegistry(config.program, self._ledger, self._held)
         self.interfaces: dict[str, Any] = {}
         self.plugin_errors: list[dict] = []
         self.router = Router(config.models)
@@ -62,6 +66,7 @@ class Manager(InstanceStarter):
         self.usage_sinks: list[Callable[[UsageRecord], None]] = []
         self.started_at = time.time()
         self._placement_lock = asyncio.Lock()
+        self.swaps = SwapBoard()  # starts waiting for room: which cold model loads next (swapping.py)
         self._tasks: list[asyncio.Task] = []
         self.device_readings: list[dict[str, Any]] = []
         self.device_history: deque[dict[str, Any]] = deque(maxlen=3600)  # bounded rolling history for charts
@@ -191,17 +196,17 @@ class Manager(InstanceStarter):
         """Rebuild ``supervisors``: every instance of every model by id (instance 0's id is the model's name)."""
         self.supervisors = {s.id: s for g in self.groups.values() for s in g.instances}
 
-    def _on_change(self, sup: Supervisor, kind: str, detail: str) -> None:
+    def _on_change(self, sup: Supervisor, kind: str, detail: str, extra: dict[str, Any] | None = None) -> None:
         group = self.groups.get(sup.model.name)
         if group is not None:
             group.refresh()  # a ready instance adds its slots to the model's queue, a lost one takes them away
         where = f"instance {sup.instance}: " if sup.instance else ""
         event = {"kind": kind, "model": sup.model.name, "instance": sup.id, "detail": where + detail,
-                 "ts": time.time()}
+                 "ts": time.time(), **(extra or {})}
         if kind in ("ready", "cold-start"):
             event["phases"] = dict(sup.start_phases)
         if kind == "ready" and group is not None:
-            group.learn_load(sum(sup.start_phases.values()))
+            group.learn_load(sum(sup.start_phases.values()))  # its footprint: learned on the next device reading
         self.bus.publish("event", event)
         self.bus.publish("model", group.info() if group is not None else sup.info())
 
@@ -248,18 +253,23 @@ class Manager(InstanceStarter):
         t0 = time.monotonic()
         if avoid and not group.usable(avoid):
             raise Unavailable(f"model {group.model.name}: no other instance or upstream is ready")
-        cold = await self._serving(group)
-        t1 = time.monotonic()
-        timings["start_ms"] = (t1 - t0) * 1000 if cold else 0.0
-        share = group.model.batch_share
-        group.gate.share = share if share is not None else self.config.program.batch_share  # read per lease: reloads
-        await group.gate.acquire(group.model.name, low_priority, group.retry_after)
-        timings["queue_ms"] = (time.monotonic() - t1) * 1000
-        target = group.pick(avoid)
-        if target is None:  # stopped or cooled while we queued
-            group.gate.release(low_priority)
-            raise Unavailable(f"model {group.model.name} stopped while the request waited",
-                              headers={"Retry-After": str(group.retry_after())})
+        cold = False
+        for attempt in range(3):  # a model evicted while we queued is started again for us (twice at most)
+            await self.swaps.turn(group)  # held back while the model is drained for a swap
+            cold = await self._serving(group) or cold
+            t1 = time.monotonic()
+            timings["start_ms"] = (t1 - t0) * 1000 if cold else 0.0
+            share = group.model.batch_share
+            group.gate.share = share if share is not None else self.config.program.batch_share  # per lease: reloads
+            await group.gate.acquire(group.model.name, low_priority, group.retry_after)
+            timings["queue_ms"] = (time.monotonic() - t1) * 1000
+            target = group.pick(avoid)
+            if target is not None:
+                break
+            group.gate.release(low_priority)  # stopped or cooled while we queued
+            if avoid or attempt == 2:
+                raise Unavailable(f"model {group.model.name} stopped while the request waited",
+                                  headers={"Retry-After": str(group.retry_after())})
         target.in_flight += 1
         held = time.monotonic()
         try:
@@ -299,27 +309,6 @@ class Manager(InstanceStarter):
         """Validate and apply a new config document (the running one stays if it is invalid)."""
         return await self.watcher.apply_document(doc)
 
-    def keep_alive(self, name: str, seconds: float | None) -> None:
-        """How long a model stays loaded after its last request, for its current load (Ollama's ``keep_alive``):
-        0 stops it once idle, a negative number keeps it until stopped, None returns to the config's ttl."""
-        model = self.router.resolve(name).name
-        if seconds is None:
-            self._keep_alive.pop(model, None)
-        else:
-            self._keep_alive[model] = seconds
-
-    def has_keep_alive(self, name: str) -> bool:
-        return self.router.resolve(name).name in self._keep_alive
-
-    def idle_limit(self, name: str) -> float | None:
-        """Seconds after its last request that a ready model is stopped; None: it is never stopped for idling."""
-        model = self.router.resolve(name)
-        if model.name in self._keep_alive:
-            seconds = self._keep_alive[model.name]
-            return None if seconds < 0 else seconds
-        ttl = self.config.idle_ttl(model)
-        return ttl if ttl > 0 else None
-
     def health(self) -> dict[str, Any]:
         """``ok``, or ``degraded`` with one reason per problem a person should act on (it still serves, but a device
         or plugin is missing or a model keeps crashing; ``Service.health`` adds the usage store)."""
@@ -347,11 +336,13 @@ class Manager(InstanceStarter):
                     lost |= {cfg for cfg in sup.profile.required_devices if mapping.get(cfg) in offline}
             if lost:
                 info["devices_offline"] = sorted(lost)
-            out.append(info)
+            out.append(info | self.footprints.fields(group.model, info.get("profile")))
         return out
 
     def model_info(self, name: str) -> dict[str, Any]:
-        return self.groups[self.router.resolve(name).name].info()
+        group = self.groups[self.router.resolve(name).name]
+        info = group.info()
+        return info | self.footprints.fields(group.model, info.get("profile"))
 
     def logs(self, name: str, lines: int = 200) -> list[dict[str, Any]]:
         sup = self.supervisors.get(name) or self.supervisors.get(self.router.resolve(name).name)

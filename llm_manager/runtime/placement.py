@@ -36,6 +36,7 @@ class Holding:
     last_used: float = 0.0
     profile: str = ""  # the hardware profile it was started with
     holder: str = ""  # the instance holding it ("demo-chat@1"); "" means the model itself (instance 0)
+    movable: bool = False  # a what-if: evictable once it is ready (starting) or gone (stopping) and idle
 
     @property
     def key(self) -> str:
@@ -48,7 +49,7 @@ class Holding:
 
     @property
     def evictable(self) -> bool:
-        return self.state == "ready" and not self.busy
+        return (self.state == "ready" or self.movable) and not self.busy
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,16 @@ class Plan:
     reason: str = ""
     devices: tuple[DevicePlan, ...] = field(default_factory=tuple)
     running: str | None = None  # "starting" | "ready" | "stopping" when the model already holds its memory
+    # the chosen (else first) profile's memory as the config declares it and as learned (None until measured);
+    # ``devices[].needed_mb`` is what placement reserves: the larger of the two
+    memory_declared_mb: Mapping[str, int] = field(default_factory=dict)
+    memory_measured_mb: Mapping[str, int] | None = None
 
     def to_dict(self) -> dict:
         return {
             "model": self.model, "fits": self.fits, "profile": self.profile, "evict": list(self.evict),
-            "reason": self.reason, "running": self.running,
+            "reason": self.reason, "running": self.running, "memory_declared_mb": dict(self.memory_declared_mb),
+            "memory_measured_mb": dict(self.memory_measured_mb) if self.memory_measured_mb is not None else None,
             "devices": [
                 {"name": d.name, "needed_mb": d.needed_mb, "free_before_mb": d.free_before_mb,
                  "free_after_mb": d.free_after_mb, "holders": list(d.holders), "online": d.online}

@@ -26,7 +26,7 @@ class InstanceStarter(DeviceSnapshotMixin):
     groups: dict[str, ModelGroup]
     router: Router
     _placement_lock: asyncio.Lock
-    _on_change: Callable[[Supervisor, str, str], None]
+    _on_change: Callable[..., None]
 
     async def plan(self, name: str, more: bool = False) -> Plan:
         """What starting ``name`` would do now: the profile, the evictions, or why it cannot fit. ``more``: what
@@ -54,17 +54,24 @@ class InstanceStarter(DeviceSnapshotMixin):
         used = {d for h in holdings if h.model == model.name and h.key != sup.id
                 for d, mb in h.memory_mb.items() if mb > 0}
         profiles = [only] if only else sorted(model.profiles, key=lambda p: bool(used & set(p.required_devices)))
-        if patient:  # what would fit once the models serving now were idle
-            holdings = [dataclasses.replace(h, busy=False) for h in holdings]
-        return plan(model.name, profiles, view, holdings, sup.id)
+        if patient:  # what would fit once the models serving (or starting, or stopping) now were idle
+            holdings = [dataclasses.replace(h, busy=False, movable=True) for h in holdings]
+        # placement reserves the larger of the declared and the learned memory (footprints.py)
+        p = plan(model.name, [self.footprints.effective(model.name, pr) for pr in profiles], view, holdings, sup.id)
+        shown = next((pr for pr in profiles if pr.name == p.profile), profiles[0] if profiles else None)
+        if shown is None:
+            return p
+        return dataclasses.replace(p, memory_declared_mb=dict(shown.memory_mb),
+                                   memory_measured_mb=self.footprints.get(model.name, shown.name))
 
     async def _ensure_ready(self, sup: Supervisor) -> None:
         """Start the instance if needed; concurrent callers share one start. Raises 503-type errors.
 
-        Swap-aware (``program.scheduler``, the default): a start that needs memory held by models that are busy,
-        or loaded less than their ``min_residency`` ago, waits for them instead of failing or evicting at once,
-        while their requests go on; after half of ``max_wait`` it drains them (no new admissions, the ones in
-        flight finish), and at ``max_wait`` it gives up with 503."""
+        Swap-aware (``program.scheduler``, the default; ``swapping.py``): a start that needs memory held by busy
+        models, or by models loaded less than ``min_residency`` ago, waits for them while their requests go on; the
+        cold model with the most waiting requests loads first; busy models are drained once outweighed, or after
+        half of ``max_wait``; at ``max_wait`` it gives up with 503. FIFO: evict idle models at once, 503 when the
+        memory is held by busy ones."""
         swap = SwapWait(self, sup)
         try:
             while True:
@@ -87,6 +94,7 @@ class InstanceStarter(DeviceSnapshotMixin):
                 if not waking:
                     sup.check_backoff()
                 blocked: list[Supervisor] = []  # models in the way that must first become idle or old enough
+                first: Supervisor | None = None  # another cold model that loads before this one
                 async with self._placement_lock:
                     if sup.state not in ((State.SLEEPING,) if waking else (State.STOPPED, State.FAILED)):
                         continue
@@ -97,20 +105,28 @@ class InstanceStarter(DeviceSnapshotMixin):
                         if patient is None or not patient.fits or not patient.evict:
                             raise NoCapacity(f"cannot start model {sup.id}: {p.reason}", extra={"plan": p.to_dict()},
                                              headers={"Retry-After": str(self.groups[sup.model.name].retry_after())})
+                        first = swap.ahead()
                         blocked = [self.supervisors[v] for v in patient.evict]  # busy now: wait for them
                     else:
                         victims = [self.supervisors[v] for v in p.evict]
-                        if any(v.busy or v.state != State.READY for v in victims):
+                        if any(v.busy or self._handed_over(v) or v.state != State.READY for v in victims):
                             continue  # a victim got busy meanwhile: plan again
-                        blocked = swap.too_fresh(victims)
-                        if not blocked:
+                        first = swap.ahead() if victims and swap.on else None  # does another cold model go first?
+                        blocked = swap.too_fresh(victims) if first is None else []
+                        if first is None and not blocked:
+                            swap.started()
                             for victim in victims:
-                                self._on_change(victim, "evict", f"evicted to make room for {sup.id}")
-                                await self.unload(victim, f"evicted to make room for {sup.id}")
+                                reason = swap.eviction_reason(victim)
+                                self._on_change(victim, "evict", reason)
+                                await self.unload(victim, reason)
+                            swap.release()  # the victims are gone: their requests may ask for them again
                             if waking:
                                 task = sup.begin_wake()
                             else:
                                 task = sup.begin_start(next(pr for pr in sup.model.profiles if pr.name == p.profile))
+                if first is not None:
+                    await swap.defer(first)
+                    continue
                 if blocked:
                     await swap.wait(blocked)
                     continue

@@ -13,7 +13,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from enum import Enum
 
 import httpx
 
@@ -23,35 +22,20 @@ from .launch import SETPRIV, launch_argv, port_in_use, port_owner
 from .model_logs import ModelLog
 from .queueing import Gate
 from .reaper import Reaper, kill_group, set_pdeathsig
+from .sleepmode import SleepMode
+from .states import TRANSITIONS, State
 
+__all__ = ["TRANSITIONS", "State", "Supervisor"]
 
-class State(str, Enum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    FAILED = "failed"
-    SLEEPING = "sleeping"  # the process runs, its device memory is freed (vLLM's sleep mode, ``unload: "sleep"``)
-
-
-# The only transitions allowed; checked in one place (_set_state).
-TRANSITIONS = {
-    State.STOPPED: {State.STARTING},
-    State.FAILED: {State.STARTING, State.STOPPED},
-    State.STARTING: {State.READY, State.FAILED, State.STOPPING},
-    State.READY: {State.STOPPING, State.FAILED, State.SLEEPING},
-    State.STOPPING: {State.STOPPED},
-    State.SLEEPING: {State.STARTING, State.STOPPING, State.FAILED},  # a wake goes through starting
-}
 
 HEALTH_POLL_FIRST = 0.005  # seconds; loopback probes cost the server nothing, so poll fast while it loads
 HEALTH_POLL_FAST_MAX = 0.02  # the interval cap for the first HEALTH_FAST_PHASE seconds of a start
 HEALTH_FAST_PHASE = 10.0
 HEALTH_POLL_MAX = 0.25  # then back off for models that take minutes to load
 
-class Supervisor:
+class Supervisor(SleepMode):
     """Owns one process of a model (instance ``instance``); as a routing target it is local and keyless.
-    All methods run on the event loop."""
+    All methods run on the event loop. Sleep and wake (vLLM's sleep mode) are ``SleepMode``'s."""
 
     remote = False
     weight = 1.0
@@ -326,55 +310,6 @@ class Supervisor:
         await self._kill_process()
         self._register_failure()
         self._set_state(State.FAILED, "crash", self.last_error)
-
-    # ------------------------------------------------------------------ sleep mode
-
-    async def sleep(self, reason: str) -> None:
-        """Free the device memory and keep the process (``POST /sleep?level=1``, vLLM's sleep mode); a server
-        that refuses is stopped instead."""
-        async with self._stop_lock:
-            if self.state != State.READY:
-                return
-            answered = None
-            with contextlib.suppress(httpx.HTTPError):
-                async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0), trust_env=False) as client:
-                    answered = (await client.post(f"http://127.0.0.1:{self.port}/sleep", params={"level": "1"}))
-            if answered is not None and answered.status_code < 300 and self.state == State.READY:
-                self._set_state(State.SLEEPING, "sleep", reason)
-                return
-        if self.state == State.READY:
-            why = f"answered {answered.status_code}" if answered is not None else "did not answer"
-            self.log.add(f"POST /sleep {why}: stopping instead", "manager")
-            await self.stop(reason)
-
-    def begin_wake(self) -> asyncio.Task:
-        """Enter ``starting`` now (placement sees the reservation at once) and wake the process in a task."""
-        if self.state != State.SLEEPING:
-            raise RuntimeError(f"{self.id}: cannot wake while {self.state.value}")
-        self.started_at, self.ready_at = time.time(), None
-        self.start_phases, self._phase_mark = {}, time.monotonic()
-        self._set_state(State.STARTING, "wake", "waking from sleep")
-        self._start_task = asyncio.ensure_future(self._wake())
-        return self._start_task
-
-    async def _wake(self) -> None:
-        timeout = httpx.Timeout(self.model.start_timeout, connect=2.0)
-        try:
-            async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-                answer = await client.post(f"http://127.0.0.1:{self.port}/wake_up")
-            if answer.status_code >= 300:
-                raise StartFailed(f"model {self.id}: POST /wake_up answered {answer.status_code}")
-            self._phase("wake")
-        except httpx.HTTPError as exc:
-            await self._fail_start(f"model {self.id}: waking failed: {type(exc).__name__}")
-            raise StartFailed(self.last_error or "waking failed") from None
-        except StartFailed as exc:
-            await self._fail_start(str(exc))
-            raise
-        except asyncio.CancelledError:
-            await self._fail_start("wake cancelled")
-            raise
-        self._ready()
 
     # ------------------------------------------------------------------ stop
 

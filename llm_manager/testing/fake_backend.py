@@ -25,7 +25,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
-from llm_manager.testing import fake_anthropic, fake_openresponses, fake_sleep
+from llm_manager.testing import fake_anthropic, fake_openresponses, fake_sleep, sim_driver
 from llm_manager.testing import fake_responses as fr
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
@@ -50,6 +50,7 @@ class BackendOptions:
     done_delay: float = 0.0  # seconds between "data: [DONE]" and the end of the body
     api_key: str | None = None  # when set, /v1 requests must carry "Authorization: Bearer <api_key>" (a cloud API)
     wake_time: float = 0.0  # seconds POST /wake_up takes (vLLM's sleep mode: fake_sleep.py)
+    footprint_mb: int | None = None  # MB really held on each simulated device (sim_driver.py); None: as declared
 
 
 class BackendState:
@@ -303,9 +304,12 @@ async def serve(options: BackendOptions) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
     server, port = await start_server(options)
+    if options.footprint_mb is not None:  # what a simulated GPU's "driver" sees this process hold
+        sim_driver.register(options.footprint_mb)
     host = f"[{options.host}]" if ":" in options.host else options.host
     print(f"fake-backend listening on http://{host}:{port} model={options.model}", flush=True)
     await stop.wait()
+    sim_driver.unregister()
     server.stop()
     try:
         await asyncio.wait_for(server.close_all_connections(), 0.5)
@@ -338,6 +342,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "fake_backend") -> arg
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1 requests")
     p.add_argument("--wake-time", type=float, default=0.0, metavar="SECONDS",
                    help="how long POST /wake_up takes after POST /sleep (vLLM's sleep mode)")
+    p.add_argument("--footprint-mb", type=int, default=None, metavar="MB",
+                   help="memory this process really holds on each simulated GPU it runs on (0 while asleep), "
+                        "whatever the config declares")
     return p.parse_args(argv)
 
 
@@ -356,7 +363,7 @@ def main(argv: list[str] | None = None, prog: str = "fake_backend") -> int:
         tokens_per_second=args.tokens_per_second, crash_after=args.crash_after, hang=args.hang,
         fast=args.fast, max_tokens_default=args.max_tokens_default, embedding_dim=args.embedding_dim,
         log_requests=not args.quiet, done_delay=args.done_delay, api_key=args.api_key,
-        wake_time=args.wake_time,
+        wake_time=args.wake_time, footprint_mb=args.footprint_mb,
     )
     return asyncio.run(serve(options))
 

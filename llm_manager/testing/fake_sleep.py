@@ -10,6 +10,8 @@ from typing import Any
 
 import tornado.web
 
+from llm_manager.testing import sim_driver
+
 
 class _Handler(tornado.web.RequestHandler):
     def initialize(self, state: Any) -> None:
@@ -27,6 +29,8 @@ class SleepHandler(_Handler):
             self.set_status(400)
             return self.answer({"error": {"message": f"level must be 1 or 2, got {level}", "code": 400}})
         self.state.asleep = True
+        if self.state.options.footprint_mb is not None:
+            sim_driver.register(0)
         print(f"fake-backend: asleep (level {level}); device memory released", flush=True)
         self.answer({})
 
@@ -36,6 +40,8 @@ class WakeHandler(_Handler):
         if self.state.asleep:
             await asyncio.sleep(self.state.options.wake_time)
             self.state.asleep = False
+            if self.state.options.footprint_mb is not None:
+                sim_driver.register(self.state.options.footprint_mb)
             print("fake-backend: awake", flush=True)
         self.answer({})
 

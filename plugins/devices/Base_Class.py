@@ -49,6 +49,7 @@ class DevicePlugin(ABC):
 
     @classmethod
     def discover(cls, context: dict[str, Any]) -> list[DevicePlugin]:
-        """The devices this plugin class provides. ``context`` carries ``program`` (ProgramConfig)
-        and ``ledger`` (callable: device name -> MB that llm-manager's loaded models hold on it)."""
+        """The devices this plugin class provides. ``context`` carries ``program`` (ProgramConfig),
+        ``ledger`` (callable: device name -> MB that llm-manager's loaded models declare on it) and ``held``
+        (callable: device name -> [(process group leader pid or None, declared MB)] of those models)."""
         return [cls()]  # type: ignore[call-arg]

@@ -1,6 +1,8 @@
 """Swap-aware scheduling (issue 19): a start that needs memory held by busy or freshly loaded models waits for them
 (their requests go on), a loaded model stays min_residency seconds, and aging drains the models in the way so no
-start waits longer than max_wait. ``scheduler: "fifo"`` keeps the old behaviour: busy holders mean 503 at once."""
+start waits longer than max_wait. ``scheduler: "fifo"`` keeps the old behaviour: busy holders mean 503 at once (a
+client retries after Retry-After), idle ones are evicted at once; interleaved requests make it thrash where
+swap-aware does not."""
 
 from __future__ import annotations
 
@@ -60,22 +62,27 @@ def test_a_fresh_model_stays_min_residency_before_it_is_evicted(tmp_path: Path) 
 def test_aging_drains_a_model_that_is_always_busy(tmp_path: Path) -> None:
     # max_wait leaves room for slow starts: a's queued requests wait through b's start and answer, then a's own
     # start, and on a loaded CI machine each start of the fake backend can take seconds.
-    mgr = ManagerProcess(tmp_path, two_models(min_residency=0, max_wait=16))
+    doc = two_models(min_residency=0, max_wait=16)
+    doc["a"]["max_concurrency"] = 1  # one serves while the others queue: a is never idle between two requests
+    mgr = ManagerProcess(tmp_path, doc)
     try:
         assert ask(mgr, "a").status_code == 200
         stop = time.monotonic() + 45
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(4) as pool:  # three feeders: a is never idle, not even between two requests
             def keep_a_busy() -> list[int]:
                 codes = []
-                while time.monotonic() < stop and not b.done():
+                while time.monotonic() < stop and not (b_asked and b.done()):
                     codes.append(ask(mgr, "a", 5).status_code)
                 return codes
 
-            b_asked = time.monotonic()
+            b_asked: list[float] = []
+            feeders = [pool.submit(keep_a_busy) for _ in range(3)]
+            assert wait_until(lambda: mgr.models()["a"]["queued"] >= 1, 20)  # a is busy before b asks
+            asked = time.monotonic()
             b = pool.submit(ask, mgr, "b")
-            feeders = [pool.submit(keep_a_busy) for _ in range(2)]
+            b_asked.append(asked)  # after b exists: the feeders stop once it is answered
             assert b.result().status_code == 200
-            b_waited = time.monotonic() - b_asked
+            b_waited = time.monotonic() - b_asked[0]
             codes = [c for f in feeders for c in f.result()]
         assert b_waited < 16 + 8, b_waited  # max_wait, plus the start itself
         assert set(codes) == {200}, codes  # a's requests waited through the swap; none was lost
@@ -96,3 +103,38 @@ def test_fifo_fails_at_once_when_the_holder_is_busy(tmp_path: Path) -> None:
             assert busy.result().status_code == 200
     finally:
         mgr.stop()
+
+
+def replay(tmp: Path, scheduler: str, max_wait: float) -> tuple[int, list[tuple[int, float]]]:
+    """Round-robin requests for a, b, c (two fit) every 0.15 s: (evictions, [(status, seconds)]). Evictions are
+    counted from the models' logs (the event list the API shows is bounded)."""
+    models = {m: fake_model(memory={"gpu": 4000}, args=["--tokens-per-second", "20"]) for m in "abc"}
+    tmp.mkdir()
+    mgr = ManagerProcess(tmp, config_doc(models, GPUS, scheduler=scheduler, max_wait=max_wait))  # min_residency 10
+    try:
+        began = time.monotonic()
+
+        def one(i: int) -> tuple[int, float]:
+            time.sleep(max(0.0, began + 0.15 * i - time.monotonic()))  # the workload's arrival schedule
+            asked = time.monotonic()
+            while True:  # a refused client comes back after Retry-After, as a well-behaved one does (fifo refuses)
+                r = ask(mgr, "abc"[i % 3], 4)
+                if r.status_code != 503 or time.monotonic() - asked > 90:
+                    return r.status_code, time.monotonic() - asked
+                time.sleep(min(5.0, float(r.headers.get("Retry-After", "1"))))
+
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(one, range(30)))
+        swaps = sum(1 for m in "abc" for x in mgr.http.get(f"/api/logs/{m}", params={"lines": 5000}).json()["lines"]
+                    if x["stream"] == "manager" and x["line"].startswith("state stopping: evicted"))
+        return swaps, answers
+    finally:
+        mgr.stop()
+
+
+def test_interleaved_requests_for_three_models_swap_less_than_fifo_within_max_wait(tmp_path: Path) -> None:
+    fifo_swaps, fifo = replay(tmp_path / "fifo", "fifo", 60)
+    aware_swaps, aware = replay(tmp_path / "aware", "swap-aware", 30)
+    assert {code for code, _ in fifo + aware} == {200}, (fifo, aware)
+    assert aware_swaps < fifo_swaps, (aware_swaps, fifo_swaps)
+    assert max(seconds for _, seconds in aware) < 30, aware  # no request waited past max_wait

@@ -49,6 +49,20 @@ export interface ModelInfo {
   instances?: InstanceInfo[];
   /** Remote OpenAI-compatible endpoints serving this model (never started or stopped here). */
   upstreams?: UpstreamInfo[];
+  /** The profile the memory figures below are for: the running one, else the first (newer servers only). */
+  memory_profile?: string | null;
+  /** Device -> MB as the config declares (`memory_mb`). */
+  memory_declared_mb?: Record<string, number>;
+  /** Device -> MB the model was measured to hold; null until it has run once. */
+  memory_measured_mb?: Record<string, number> | null;
+  /** The same for every profile. */
+  memory_profiles?: Record<string, MemoryFootprint>;
+}
+
+/** Declared vs learned memory of one hardware profile; placement reserves the larger per device. */
+export interface MemoryFootprint {
+  memory_declared_mb: Record<string, number>;
+  memory_measured_mb: Record<string, number> | null;
 }
 
 /** One local process of a model. */
@@ -121,6 +135,10 @@ export interface Plan {
   reason: string;
   /** The model's state when it is already starting, ready or stopping (then nothing is started or evicted). */
   running?: string | null;
+  /** The planned (else first) profile's memory: declared, and measured (null until known); `needed_mb` is the
+   * larger of the two. */
+  memory_declared_mb?: Record<string, number>;
+  memory_measured_mb?: Record<string, number> | null;
   devices: PlanDevice[];
 }
 
@@ -310,4 +328,35 @@ export interface BatchList {
   first_id: string | null;
   last_id: string | null;
   has_more: boolean;
+}
+
+/** One model as a node's heartbeat reports it (GET /api/cluster). */
+export interface ClusterModel {
+  name: string;
+  aliases: string[];
+  mode: string | null;
+  state: string;
+  in_flight: number;
+  queued: number;
+  instances: { id: string; state: string }[];
+  upstreams: { id: string; healthy: boolean }[];
+}
+
+/** One manager sharing the database: its heartbeat, devices and models. */
+export interface ClusterNode {
+  name: string;
+  url: string;
+  started_at: number;
+  last_seen: number;
+  seen_s_ago: number;
+  up: boolean;
+  self: boolean;
+  version?: string;
+  models: ClusterModel[];
+  devices: { name: string; online: boolean; free_mb: number; total_mb: number }[];
+}
+
+export interface ClusterView {
+  node: string;
+  nodes: ClusterNode[];
 }

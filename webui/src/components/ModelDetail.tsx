@@ -7,6 +7,7 @@ import { formatDuration, formatTime } from "../lib/format";
 import { ConfigPanel } from "./ConfigPanel";
 import { ModelButtons } from "./ModelButtons";
 import { liveUptime, loadElapsed } from "../lib/loadElapsed";
+import { ModelMemory } from "./ModelMemory";
 import { ModelStatus } from "./ModelStatus";
 import { PlanPanel } from "./PlanPanel";
 import { hasServing } from "../lib/serving";
@@ -96,6 +97,7 @@ export function ModelDetail({
           <ServingTable model={m} seenAt={seenAt} />
         </section>
       ) : null}
+      <ModelMemory model={m} />
       <p>
         <Link to={`/logs/${encodeURIComponent(m.name)}`}>Open live logs →</Link>
       </p>
