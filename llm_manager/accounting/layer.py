@@ -152,6 +152,8 @@ class Accounting:
                 profile = sup.profile.name if sup is not None and sup.profile is not None else ""
                 detail += f"; profile {profile}" if profile else ""
             price, holdings = self.start_terms(event["model"], profile)
+        elif kind == "footprint":  # what the model was measured to hold ({config device: MB}), kept with the event
+            holdings = {str(d): float(mb) for d, mb in (event.get("memory") or {}).items()}
         store.record_event(event["model"], kind, detail, event.get("ts"), price, holdings)
 
     def _refresh_gpu_budgets(self) -> None:

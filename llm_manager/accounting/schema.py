@@ -16,7 +16,8 @@ from sqlmodel import Field, SQLModel
 log = logging.getLogger("llm_manager.accounting.store")  # the store's log: migrations run when it opens
 
 EVENT_KINDS = ("start", "ready", "stop", "evict", "crash", "fail", "idle_stop", "sleep", "wake", "cold-start", "scale-up",
-               "scale-down", "scale-blocked", "upstream-down", "upstream-up", "swap-wait", "drain")
+               "scale-down", "scale-blocked", "upstream-down", "upstream-up", "swap-wait", "drain",
+               "reorder", "footprint")
 
 
 class RequestLog(SQLModel, table=True):

@@ -5,6 +5,8 @@ restart."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,9 @@ def test_a_footprint_larger_than_declared_is_learned_and_changes_placement(tmp_p
         assert gpu(mgr)["used_memory_mb"] == 7000  # never overcommitted (7000 + 4000 > 10000)
     finally:
         mgr.stop()
+    with sqlite3.connect(tmp_path / "data" / "usage.db") as db:  # the event is in the history too, with its MB
+        stored = db.execute("SELECT holdings FROM model_event WHERE kind = 'footprint' AND model = 'big'").fetchall()
+    assert stored and json.loads(stored[-1][0]) == {"gpu": 7000.0}
 
     again = ManagerProcess(tmp_path, doc())  # the same data dir: the learned footprint is remembered
     try:
