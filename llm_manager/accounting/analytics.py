@@ -1,10 +1,17 @@
 """Aggregates over a requests frame (as from ``UsageStore.requests_frame``), shared by the HTTP API, the dashboard and
 notebooks. Pure functions: no I/O, every one accepts an empty frame.
 
-They group with integer codes and ``np.bincount`` instead of ``DataFrame.groupby``: on a million rows that is several
-times faster, and categorical columns (what the store returns) give the codes for free.
+Built to stay under a second on 10 million rows (``bench/analytics.py``):
+
+* groups are integer codes (categorical columns, what the store returns, give them for free) summed with
+  ``np.bincount``, never ``DataFrame.groupby``; time buckets of a ts-sorted frame are found by ``searchsorted`` on
+  the bucket edges and summed with ``np.add.reduceat`` (no per-row bucket code at all);
+* percentiles are exact but need no sort of the whole column: a histogram of the values' float bits finds the bin
+  holding each wanted rank, and only the few rows in those bins are sorted;
+* :func:`prepare` turns what is slow to read per aggregate (the object ``error`` column) into a flag once per load.
+
 Errors are rows with ``status >= 400`` or a non-null ``error``. Latency percentiles count successful rows only.
-Time buckets are aligned to the UTC epoch (days start at 00:00 UTC).
+Time buckets are aligned to the UTC epoch (days start at 00:00 UTC); weeks ("W") start on Monday 00:00 UTC.
 """
 
 from __future__ import annotations
@@ -19,21 +26,23 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from llm_manager.accounting.percentiles import PCTS as _PCTS
+from llm_manager.accounting.percentiles import group_percentiles
 from llm_manager.accounting.pricing import period_start
 
-__all__ = ["by_key", "by_model", "by_period", "latency_percentiles", "month_forecast", "records", "summary",
-           "throughput"]
+__all__ = ["ANALYSIS_COLUMNS", "by_key", "by_model", "by_pair", "by_period", "errors_by_status", "filter_mask", "latency_percentiles",
+           "month_forecast", "prepare", "records", "summary", "throughput"]
 
 _TOTALS = ["requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "errors"]
-_INT_TOTALS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors")
-_PCTS = (50.0, 95.0, 99.0)
+_DAY = 86400
+_MONDAY = 4 * _DAY  # 1970-01-01 was a Thursday: weeks are counted from Monday 1970-01-05
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, list[Any]]:
-    """Integer group codes (small dtype, so a stable argsort is a radix sort) and labels; null is its own group."""
+    """Integer group codes (small dtype) and labels; null is its own group."""
     if isinstance(col.dtype, pd.CategoricalDtype):
         codes = col.cat.codes.to_numpy()
         labels: list[Any] = list(col.cat.categories)
@@ -47,7 +56,7 @@ def _codes(col: pd.Series) -> tuple[np.ndarray, list[Any]]:
 
 
 def _small_int(n: int) -> type[np.signedinteger]:
-    """Smallest code dtype for n groups: bincount reads fewer bytes and a stable argsort becomes a radix sort."""
+    """Smallest code dtype for n groups: bincount and masks read fewer bytes."""
     return np.int8 if n < 127 else np.int16 if n < 32_767 else np.int32 if n < 2**31 - 1 else np.int64
 
 
@@ -55,74 +64,134 @@ def _arr(df: pd.DataFrame, col: str) -> np.ndarray:
     return df[col].to_numpy(dtype=np.float64)
 
 
-def _tokens(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    p, c = _arr(df, "prompt_tokens"), _arr(df, "completion_tokens")
-    t = _arr(df, "total_tokens") if "total_tokens" in df.columns else p + c
-    return p, c, t
+def _ints(df: pd.DataFrame, col: str) -> np.ndarray:
+    return df[col].to_numpy(dtype=np.int64)
 
 
 def _errors(df: pd.DataFrame) -> np.ndarray:
+    if "is_error" in df.columns:  # prepare() has read the error column once
+        return df["is_error"].to_numpy(dtype=bool)
     err = df["status"].to_numpy() >= 400
     if "error" in df.columns:
         err |= df["error"].notna().to_numpy()
     return err
 
 
-def _group_sums(codes: np.ndarray, n: int, weights: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Row count and float sums of each weight per code in ``range(n)``."""
-    if np.all(codes[1:] >= codes[:-1]):
-        # sorted codes (time buckets of a ts-sorted frame): segment sums. bincount would add into one bin over and
-        # over, a dependency chain that makes it ~2.5x slower than on shuffled codes.
-        starts = np.searchsorted(codes, np.arange(n, dtype=codes.dtype))
-        counts = np.diff(starts, append=len(codes))
-        idx = np.minimum(starts, len(codes) - 1)
-        return counts, [np.where(counts > 0, np.add.reduceat(w, idx, dtype=np.float64), 0.0) for w in weights]
-    return np.bincount(codes, minlength=n), [np.bincount(codes, weights=w, minlength=n) for w in weights]
+ANALYSIS_COLUMNS = ("ts", "model", "key_id", "endpoint", "status", "prompt_tokens", "completion_tokens", "cost",
+                    "ttft_ms", "total_ms", "start_ms", "error")
 
 
-def _totals(df: pd.DataFrame, codes: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Per-code sums of the standard totals."""
-    p, c, t = _tokens(df)
-    counts, sums = _group_sums(codes, n, [p, c, t, _arr(df, "cost"), _errors(df)])
-    out = {"requests": counts, **dict(zip(_TOTALS[1:], sums, strict=True))}
-    for name in _INT_TOTALS:
-        out[name] = np.rint(out[name]).astype(np.int64)
+def prepare(df: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """The columns the aggregates read (and ``keep``), with categorical group columns, ``error`` as a categorical
+    and an ``is_error`` flag. Do it once per load: then filtering copies a few flat arrays, and no aggregate reads an
+    object column (~100 ms per 10 million rows each time)."""
+    cols = [c for c in (*ANALYSIS_COLUMNS, *keep) if c in df.columns]
+    out = df[cols].copy(deep=False) if cols else df.copy(deep=False)
+    for col in ("model", "key_id", "endpoint"):
+        if col in out.columns and not isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype("category")
+    if "status" in out.columns:
+        err = _errors(df)
+        out["is_error"] = err
+        if "error" in out.columns and not isinstance(out["error"].dtype, pd.CategoricalDtype):
+            rows = np.flatnonzero(err)  # messages only on error rows: factorize those few, not every row
+            codes = np.full(len(out), -1, dtype=np.int32)
+            sub, labels = pd.factorize(out["error"].to_numpy()[rows], use_na_sentinel=True)
+            codes[rows] = sub
+            out["error"] = pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
     return out
 
 
+def filter_mask(df: pd.DataFrame, **allowed: Sequence[Any] | None) -> np.ndarray | None:
+    """Rows whose column value is in ``allowed[column]`` (None or empty: no condition); None when nothing filters.
+
+    Categorical columns are tested on their codes (a lookup table), never on strings."""
+    mask: np.ndarray | None = None
+    for col, values in allowed.items():
+        if not values or col not in df.columns:
+            continue
+        codes, labels = _codes(df[col])
+        wanted = set(values)
+        table = np.fromiter((lab in wanted for lab in labels), dtype=bool, count=len(labels))
+        m = table[codes] if len(labels) else np.zeros(len(df), dtype=bool)
+        mask = m if mask is None else mask & m
+    return mask
+
+
+def _sorted(x: np.ndarray) -> bool:
+    return bool(np.all(x[1:] >= x[:-1]))
+
+
+def _group_sums(df: pd.DataFrame, codes: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Per-code sums of the standard totals (codes in ``range(n)``, any order)."""
+    p, c = _ints(df, "prompt_tokens"), _ints(df, "completion_tokens")
+    err = _errors(df)
+    out = {"requests": np.bincount(codes, minlength=n)[:n],
+           "prompt_tokens": np.rint(np.bincount(codes, weights=p, minlength=n)).astype(np.int64),
+           "completion_tokens": np.rint(np.bincount(codes, weights=c, minlength=n)).astype(np.int64)}
+    out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    out["cost"] = np.bincount(codes, weights=_arr(df, "cost"), minlength=n)
+    out["errors"] = np.bincount(codes[err], minlength=n)[:n]  # errors are few: count only their codes
+    return out
+
+
+def _segment_sums(df: pd.DataFrame, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """The standard totals of consecutive row segments beginning at ``starts`` (a ts-sorted frame's buckets)."""
+    n = len(df)
+    counts = np.diff(starts, append=n)
+    idx = np.minimum(starts, max(n - 1, 0))
+    nonempty = counts > 0
+
+    def seg(x: np.ndarray) -> np.ndarray:
+        return np.where(nonempty, np.add.reduceat(x, idx), 0)
+
+    p, c = seg(_ints(df, "prompt_tokens")), seg(_ints(df, "completion_tokens"))
+    err_rows = np.flatnonzero(_errors(df))
+    errors = np.bincount(np.searchsorted(starts, err_rows, side="right") - 1, minlength=len(starts))
+    return {"requests": counts, "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+            "cost": seg(_arr(df, "cost")).astype(np.float64), "errors": errors[:len(starts)]}
+
+
 def _empty(first: Sequence[str], rest: Sequence[str] = _TOTALS) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64" if c == "cost" else "int64") for c in rest}
-                        ).reindex(columns=[*first, *rest])
+    """No rows, with the columns and dtypes a non-empty answer has (labels are objects, not NaN floats)."""
+    return pd.DataFrame({**{c: pd.Series(dtype=object) for c in first},
+                         **{c: pd.Series(dtype="float64" if c == "cost" else "int64") for c in rest}})
 
 
 def _by(df: pd.DataFrame, col: str) -> pd.DataFrame:
     if len(df) == 0:
         return _empty([col])
     codes, labels = _codes(df[col])
-    sums = _totals(df, codes, len(labels))
-    out = pd.DataFrame({col: pd.Series(labels, dtype=object), **sums})
+    out = pd.DataFrame({col: pd.Series(labels, dtype=object), **_group_sums(df, codes, len(labels))})
     out = out[out["requests"] > 0]
     return out.sort_values(["cost", "requests"], ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _step_seconds(freq: str) -> int:
+def _step_origin(freq: str) -> tuple[int, int]:
+    """Bucket length and origin (epoch seconds) of a fixed frequency; weeks start on Monday."""
+    if freq.upper() in ("W", "1W", "W-MON"):
+        return 7 * _DAY, _MONDAY
     offset = to_offset(freq.replace("H", "h") if freq.endswith("H") else freq)
     try:
         nanos = offset.nanos
     except ValueError:
-        raise ValueError(f"freq {freq!r} is not a fixed duration (use e.g. 'D', 'h', '15min')") from None
+        raise ValueError(f"freq {freq!r} is not a fixed duration (use e.g. 'W', 'D', 'h', '15min')") from None
     if nanos % 1_000_000_000 or nanos <= 0:
         raise ValueError(f"freq {freq!r} must be a whole number of seconds")
-    return nanos // 1_000_000_000
+    return nanos // 1_000_000_000, 0
 
 
-def _buckets(ts: np.ndarray, step: int) -> tuple[np.ndarray, int, pd.DatetimeIndex]:
-    """Epoch-aligned bucket codes, count, and each bucket's start time (UTC), gaps included."""
-    b = ts.astype(np.int64) // step  # truncation == floor for epoch times (> 0), and 10x faster on floats
-    lo, hi = int(b.min()), int(b.max())
-    n = hi - lo + 1
-    times = pd.to_datetime((np.arange(lo, hi + 1, dtype=np.int64) * step), unit="s", utc=True)
-    return (b - lo).astype(_small_int(n), copy=False), n, times
+def _bucketed(df: pd.DataFrame, freq: str) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
+    """Bucket start times (gaps included) and the standard totals per bucket."""
+    step, origin = _step_origin(freq)
+    ts = _arr(df, "ts")
+    lo, hi = int((ts.min() - origin) // step), int((ts.max() - origin) // step)
+    edges = np.arange(lo, hi + 1, dtype=np.int64) * step + origin
+    times = pd.to_datetime(edges, unit="s", utc=True)
+    if _sorted(ts):  # the store's order: bucket edges by binary search, no per-row code
+        return times, _segment_sums(df, np.searchsorted(ts, edges.astype(np.float64), side="left"))
+    codes = ((ts - origin) // step).astype(np.int64) - lo
+    return times, _group_sums(df, codes, hi - lo + 1)
 
 
 # ---------------------------------------------------------------- aggregates
@@ -138,84 +207,114 @@ def by_key(df: pd.DataFrame) -> pd.DataFrame:
     return _by(df, "key_id")
 
 
-def by_period(df: pd.DataFrame, freq: str = "D") -> pd.DataFrame:
-    """Totals per time bucket (``freq`` any fixed pandas frequency: "D", "h", "15min"), empty buckets as zeros."""
-    step = _step_seconds(freq)
+def by_pair(df: pd.DataFrame, first: str = "model", second: str = "key_id") -> pd.DataFrame:
+    """Totals per (first, second) pair present, e.g. each model's keys for a drill-down; dearest first."""
     if len(df) == 0:
-        return _empty(["time"]).astype({"time": "datetime64[ns, UTC]"})
-    codes, n, times = _buckets(_arr(df, "ts"), step)
-    return pd.DataFrame({"time": times, **_totals(df, codes, n)})
+        return _empty([first, second])
+    c1, l1 = _codes(df[first])
+    c2, l2 = _codes(df[second])
+    codes = c1.astype(np.int64) * len(l2) + c2
+    sums = _group_sums(df, codes, len(l1) * len(l2))
+    keep = np.flatnonzero(sums["requests"] > 0)
+    out = pd.DataFrame({first: pd.Series([l1[i // len(l2)] for i in keep], dtype=object),
+                        second: pd.Series([l2[i % len(l2)] for i in keep], dtype=object),
+                        **{k: v[keep] for k, v in sums.items()}})
+    return out.sort_values(["cost", "requests"], ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _percentiles(x: np.ndarray) -> np.ndarray:
-    """p50/p95/p99 with numpy's default linear interpolation. Sorts ``x`` in place: a SIMD sort beats
-    ``np.percentile``, whose multi-kth partition is several times slower than sorting the whole group."""
-    if x.size == 0:
-        return np.full(len(_PCTS), np.nan)
-    x.sort()
-    pos = (x.size - 1) * np.asarray(_PCTS) / 100.0
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, x.size - 1)
-    t = pos - lo
-    a, b = x[lo], x[hi]
-    return np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)  # numpy's lerp formula
+def by_period(df: pd.DataFrame, freq: str = "D", by: str | None = None) -> pd.DataFrame:
+    """Totals per time bucket (``freq`` "W", or any fixed pandas frequency: "D", "h", "15min"), gaps as zeros.
+
+    With ``by`` (e.g. "model"): one row per bucket and value present, for stacked charts (no gap rows)."""
+    step, origin = _step_origin(freq)
+    if len(df) == 0:
+        return _empty(["time", *([by] if by else [])]).astype({"time": "datetime64[ns, UTC]"})
+    if by is None:
+        times, sums = _bucketed(df, freq)
+        return pd.DataFrame({"time": times, **sums})
+    bucket = (_arr(df, "ts") - origin) // step
+    lo = int(bucket.min())
+    labels_codes, labels = _codes(df[by])
+    codes = (bucket.astype(np.int64) - lo) * len(labels) + labels_codes
+    sums = _group_sums(df, codes, (int(bucket.max()) - lo + 1) * len(labels))
+    keep = np.flatnonzero(sums["requests"] > 0)
+    times = pd.to_datetime((keep // len(labels) + lo) * step + origin, unit="s", utc=True)
+    return pd.DataFrame({"time": times, by: pd.Series([labels[i % len(labels)] for i in keep], dtype=object),
+                         **{k: v[keep] for k, v in sums.items()}})
 
 
-def latency_percentiles(df: pd.DataFrame, by: str | None = "model") -> pd.DataFrame:
+def errors_by_status(df: pd.DataFrame) -> pd.DataFrame:
+    """Error rows per HTTP status (0: failed before an answer), with their share of all requests; most first."""
+    cols = ["status", "errors", "share", "example"]
+    err = _errors(df) if len(df) else np.zeros(0, dtype=bool)
+    if not err.any():
+        return pd.DataFrame({"status": pd.Series(dtype="int64"), "errors": pd.Series(dtype="int64"),
+                             "share": pd.Series(dtype="float64"), "example": pd.Series(dtype=object)})
+    rows = np.flatnonzero(err)
+    status = df["status"].to_numpy()[rows].astype(np.int64)
+    values, first, counts = np.unique(status, return_index=True, return_counts=True)
+    example = df["error"].to_numpy()[rows[first]] if "error" in df.columns else [None] * len(values)
+    out = pd.DataFrame({"status": values, "errors": counts, "share": counts / len(df),
+                        "example": pd.Series(list(example), dtype=object)}, columns=cols)
+    return out.sort_values("errors", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def latency_percentiles(df: pd.DataFrame, by: str | None = "model", column: str | None = None) -> pd.DataFrame:
     """p50/p95/p99 of total_ms and ttft_ms (ms) per ``by`` group (None: one overall row), successful rows only.
 
-    Linear interpolation (numpy's and pandas' default). ttft percentiles ignore rows without a TTFT."""
-    cols = ["requests"] + [f"{m}_p{int(q)}" for m in ("total_ms", "ttft_ms") for q in _PCTS]
+    Linear interpolation (numpy's and pandas' default). ttft percentiles ignore rows without a TTFT. ``column``
+    adds that column's percentiles over the rows where it is > 0 (e.g. "start_ms": the requests that waited for a
+    cold start)."""
+    metrics = ["total_ms", "ttft_ms", *([column] if column and column in df.columns else [])]
+    cols = ["requests"] + [f"{m}_p{int(q)}" for m in metrics for q in _PCTS]
     first = [by] if by else []
-    ok = df["status"].to_numpy() < 400 if len(df) else np.zeros(0, dtype=bool)
+    ok = ~_errors(df) if len(df) else np.zeros(0, dtype=bool)
     if not ok.any():
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "requests" else "float64") for c in cols}
-                            ).reindex(columns=[*first, *cols])
+        return pd.DataFrame({**{c: pd.Series(dtype=object) for c in first},
+                             **{c: pd.Series(dtype="int64" if c == "requests" else "float64") for c in cols}})
     if by:
         codes, labels = _codes(df[by])
     else:
         codes, labels = np.zeros(len(df), dtype=np.int8), ["all"]
-    codes = codes[ok]  # index arrays, not the frame: copying every column costs more than the percentiles
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=len(labels))
-    ends = np.cumsum(counts)
-    total, ttft = _arr(df, "total_ms")[ok][order], _arr(df, "ttft_ms")[ok][order]
-    rows = []
-    for g, label in enumerate(labels):
-        if counts[g] == 0:
-            continue
-        lo, hi = ends[g] - counts[g], ends[g]
-        t = ttft[lo:hi]
-        pt = _percentiles(total[lo:hi])
-        pf = _percentiles(t[~np.isnan(t)])
-        rows.append([label, int(counts[g]), *pt, *pf])
-    out = pd.DataFrame(rows, columns=["_label", *cols])
-    out = out.sort_values("requests", ascending=False, kind="stable").reset_index(drop=True)
-    return out.rename(columns={"_label": by}) if by else out.drop(columns="_label")
+    n = len(labels)
+    counts = np.bincount(codes[ok], minlength=n)[:n]
+    parts = [counts[:, None]]
+    for m in metrics:
+        x = _arr(df, m)
+        rows = ok & ((x > 0) if m == column else ~np.isnan(x))  # one mask, one copy of each array
+        parts.append(group_percentiles(codes[rows], n, x[rows]))
+    table = np.hstack(parts)
+    keep = np.flatnonzero(counts)
+    out = pd.DataFrame(table[keep], columns=cols)
+    out["requests"] = out["requests"].astype(np.int64)
+    if by:
+        out.insert(0, by, pd.Series([labels[i] for i in keep], dtype=object))
+    return out.sort_values("requests", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def throughput(df: pd.DataFrame, freq: str = "1min") -> pd.DataFrame:
     """Requests/s and tokens/s (all, and completion only) per bucket of finished requests, gaps as zeros."""
-    step = _step_seconds(freq)
+    step, _ = _step_origin(freq)
     cols = ["time", "requests", "requests_per_s", "tokens_per_s", "completion_tokens_per_s"]
     if len(df) == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "requests" else "float64") for c in cols[1:]}
                             ).reindex(columns=cols).astype({"time": "datetime64[ns, UTC]"})
-    codes, n, times = _buckets(_arr(df, "ts"), step)
-    _, c, t = _tokens(df)
-    count, (tokens, completion) = _group_sums(codes, n, [t, c])
+    times, sums = _bucketed(df, freq)
     return pd.DataFrame({
-        "time": times, "requests": count, "requests_per_s": count / step, "tokens_per_s": tokens / step,
-        "completion_tokens_per_s": completion / step,
+        "time": times, "requests": sums["requests"], "requests_per_s": sums["requests"] / step,
+        "tokens_per_s": sums["total_tokens"] / step, "completion_tokens_per_s": sums["completion_tokens"] / step,
     })
 
 
 def month_forecast(df: pd.DataFrame, now: float) -> dict[str, Any]:
-    """Month-to-date cost (UTC calendar month of ``now``) and a month-end forecast.
+    """Month-to-date cost (UTC calendar month of ``now``), a month-end forecast and its band.
 
     With >= 3 complete days so far, a straight line fitted (``numpy.polyfit``) to the complete days' costs predicts the
     rest of the month (today's remaining fraction and each later day, never below 0); with fewer, the forecast is
     ``daily_average * days_in_month``. ``days_elapsed`` is fractional: ``daily_average = month_to_date / days_elapsed``.
+    The band (``forecast_low``/``forecast_high``) is about 95 %: the fit's daily residual spread (1.96 sigma,
+    growing with the square root of the days left), never below what is already spent; with fewer than 3 complete
+    days it is the month-to-date cost up to twice the projected rest.
     """
     start = period_start(now)
     day = datetime.fromtimestamp(now, tz=timezone.utc)
@@ -225,23 +324,36 @@ def month_forecast(df: pd.DataFrame, now: float) -> dict[str, Any]:
     daily = np.zeros(0)
     n_full = int(days_elapsed)
     if len(df):
-        ts = _arr(df, "ts")
-        mask = (ts >= start) & (ts <= now)
-        cost = _arr(df, "cost")[mask]
-        mtd = float(cost.sum())
-        if n_full >= 3:
-            d = (ts[mask] - start).astype(np.int64) // 86400
-            daily = np.bincount(d, weights=cost, minlength=n_full + 1)[:n_full]
+        ts, cost = _arr(df, "ts"), _arr(df, "cost")
+        if _sorted(ts):
+            lo, hi = int(np.searchsorted(ts, start, side="left")), int(np.searchsorted(ts, now, side="right"))
+            mtd = float(cost[lo:hi].sum())
+            if n_full >= 3:
+                edges = np.searchsorted(ts[lo:hi], start + _DAY * np.arange(n_full + 1, dtype=np.float64))
+                daily = np.diff(np.concatenate(([0.0], np.cumsum(cost[lo:hi]))).take(edges))
+        else:
+            mask = (ts >= start) & (ts <= now)
+            mtd = float(cost[mask].sum())
+            if n_full >= 3:
+                d = (ts[mask] - start).astype(np.int64) // _DAY
+                daily = np.bincount(d, weights=cost[mask], minlength=n_full + 1)[:n_full]
     average = mtd / days_elapsed if days_elapsed > 0 else 0.0
+    left = max(0.0, days_in_month - days_elapsed)
     if n_full >= 3 and len(daily) == n_full:
-        slope, intercept = np.polyfit(np.arange(n_full, dtype=np.float64), daily, 1)
+        x = np.arange(n_full, dtype=np.float64)
+        slope, intercept = np.polyfit(x, daily, 1)
         future = np.maximum(0.0, slope * np.arange(n_full, days_in_month) + intercept)
         rest = (1.0 - (days_elapsed - n_full)) * future[0] + future[1:].sum() if future.size else 0.0
         forecast, method = mtd + float(rest), "trend"
+        sigma = float(np.std(daily - (slope * x + intercept), ddof=2)) if n_full > 2 else 0.0
+        spread = 1.96 * sigma * math.sqrt(left)
+        low, high = max(mtd, forecast - spread), forecast + spread
     else:
         forecast, method = average * days_in_month, "average"
-    return {"month_to_date_cost": mtd, "month_end_forecast": float(forecast), "daily_average": float(average),
-            "days_elapsed": days_elapsed, "days_in_month": days_in_month, "method": method}
+        low, high = mtd, mtd + 2.0 * (forecast - mtd)
+    return {"month_to_date_cost": mtd, "month_end_forecast": float(forecast), "forecast_low": float(low),
+            "forecast_high": float(high), "daily_average": float(average), "days_elapsed": days_elapsed,
+            "days_in_month": days_in_month, "method": method}
 
 
 # ---------------------------------------------------------------- JSON
@@ -266,10 +378,9 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def summary(df: pd.DataFrame, now: float) -> dict[str, Any]:
     """Everything ``/api/usage/summary`` returns, JSON-ready."""
-    _, _, t = _tokens(df) if len(df) else (None, None, np.zeros(0))
     return {
         "total_requests": len(df),
-        "total_tokens": int(np.rint(t.sum())),
+        "total_tokens": int(_ints(df, "prompt_tokens").sum() + _ints(df, "completion_tokens").sum()) if len(df) else 0,
         "total_cost": float(_arr(df, "cost").sum()) if len(df) else 0.0,
         "total_errors": int(_errors(df).sum()) if len(df) else 0,
         "by_model": records(by_model(df)),

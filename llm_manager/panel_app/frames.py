@@ -110,6 +110,26 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return f"{d / 86400:.1f} d ago"
 
 
+def minutes(s: float | None) -> str:
+    """A duration to the minute ("< 1 min", "12 min", "3.5 h"): a table cell that changed every second made
+    Panel rebuild the whole table in the browser every second (each patch is a Tabulator setData), and a click on
+    a row landing across a rebuild was lost."""
+    if s is None:
+        return "—"
+    if s < 60:
+        return "< 1 min"
+    if s < 3600:
+        return f"{s // 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def minutes_ago(ts: float | None, now: float | None = None) -> str:
+    """"< 1 min ago" / "12 min ago": :func:`minutes` since ``ts``."""
+    if not ts:
+        return "—"
+    return minutes(max(0.0, (now or time.time()) - ts)) + " ago"
+
+
 def duration(s: float | None) -> str:
     if s is None:
         return "—"
@@ -147,3 +167,18 @@ def _labelled(summary: dict[str, Any]) -> dict[str, Any]:
     by_key["key"] = pd.Series(keys, index=by_key.index, dtype=object)
     by_day["day"] = by_day["time"].dt.strftime("%m-%d") if len(by_day) else pd.Series(dtype=object)
     return summary
+
+
+def monthly_budget(budgets: Iterable[Any]) -> float | None:
+    """The first global, monthly, cost budget among config dicts, budget-status dicts or store rows (None: none)."""
+    for b in budgets:
+        get = b.get if isinstance(b, dict) else lambda k, d=None, b=b: getattr(b, k, d)
+        if get("key_id") or get("key") or get("scope", "global") != "global":
+            continue
+        if get("period", "month") != "month" or get("unit", "cost") != "cost":
+            continue
+        for field in ("limit_value", "limit", "amount"):
+            value = get(field)
+            if isinstance(value, int | float) and value > 0:
+                return float(value)
+    return None

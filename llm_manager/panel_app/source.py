@@ -12,11 +12,12 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from ..accounting.cluster import NodeRegistry, node_info, node_url
 from ..accounting.layer import Accounting
 from ..client import Client, ClientError
 from ..config.redact import redact
@@ -24,9 +25,11 @@ from ..errors import NotFound
 from ..gateway.batch import BatchRunner
 from ..runtime.manager import Manager
 from ..service import Service
+from .database import TableReader, alerts_frame
 from .frames import (
     cost_summary,
     frame_from_records,
+    monthly_budget,
     records_to_dicts,
     summary_from_api,
     throughput_from_records,
@@ -41,26 +44,16 @@ RECONNECT_S = 5.0  # a dropped /api/ws is retried this often; the 1 s poll cover
 _ORDER_SLACK_S = 900.0
 
 
-def monthly_budget(budgets: Iterable[Any]) -> float | None:
-    """The first global, monthly, cost budget among config dicts, budget-status dicts or store rows (None: none)."""
-    for b in budgets:
-        get = b.get if isinstance(b, dict) else lambda k, d=None, b=b: getattr(b, k, d)
-        if get("key_id") or get("key") or get("scope", "global") != "global":
-            continue
-        if get("period", "month") != "month" or get("unit", "cost") != "cost":
-            continue
-        for field in ("limit_value", "limit", "amount"):
-            value = get(field)
-            if isinstance(value, int | float) and value > 0:
-                return float(value)
-    return None
-
-
 class LocalSource:
     """The Manager in this process: sync snapshots and the Manager's own async actions."""
 
-    def __init__(self, manager: Manager, accounting: Accounting | None = None, runner: BatchRunner | None = None):
+    live = True  # a manager behind it: the live views (models, devices, batches, logs) are offered
+
+    def __init__(self, manager: Manager, accounting: Accounting | None = None, runner: BatchRunner | None = None,
+                 alerts: Any = None, cluster: NodeRegistry | None = None):
         self.manager = manager
+        self.cluster_registry = cluster  # the Service's node registry (None: no shared database)
+        self.alerts = alerts  # the Service's alerts (history()), when it has them
         self.accounting = accounting  # None: a bare Manager (tests); usage then comes from the recent requests
         self.store = accounting.store if accounting is not None else None
         self.runner = runner  # the Batches API's runner (None: a manager without it)
@@ -137,6 +130,35 @@ class LocalSource:
     async def cost_summary(self, since: float, now: float) -> dict[str, Any]:
         return await asyncio.to_thread(cost_summary, await self.usage_frame(since), now)
 
+    async def requests_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        """The request rows in [since, until): the store's (what was just served included), else the in-memory ones."""
+        if self.store is not None:
+            def read() -> pd.DataFrame:
+                self.store.flush()
+                return self.store.requests_frame(since=since, until=until)
+            return await asyncio.to_thread(read)
+        recent = list(self.manager.usage.recent)
+        return await asyncio.to_thread(frame_from_records, [r for r in recent if in_range(r.ts, since, until)])
+
+    async def events_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        if self.store is not None:
+            return await asyncio.to_thread(self.store.events_frame, since, until)
+        return events_frame([e for e in self.manager.events if in_range(e.get("ts", 0), since, until)])
+
+    async def alerts_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        if self.alerts is not None:
+            rows = await asyncio.to_thread(self.alerts.history, 10_000)
+            return alerts_frame([r for r in rows if in_range(r.get("ts", 0), since, until)])
+        if self.store is not None:
+            return await asyncio.to_thread(TableReader(self.store.engine).alerts, since, until)
+        return alerts_frame([])
+
+    async def prices(self) -> dict[str, Any]:
+        """Each model's pricing block as configured now (None: free): the what-if table starts from these."""
+        if self.accounting is not None:
+            return self.accounting.prices()
+        return {name: None for name in self.manager.config.models}
+
     async def budget(self) -> float | None:
         if self.accounting is not None:
             return monthly_budget(self.accounting.security.budget_status())
@@ -153,9 +175,23 @@ class LocalSource:
             raise NotFound("this manager has no Batches API")
         return await self.runner.cancel(batch_id)
 
+    async def cluster(self) -> dict[str, Any]:
+        """What ``GET /api/cluster`` answers: the registry's nodes; this node alone when there is no registry (or
+        before its first heartbeat)."""
+        name = self.manager.config.program.node_name
+        nodes = await asyncio.to_thread(self.cluster_registry.nodes) if self.cluster_registry is not None else []
+        if any(n.get("self") for n in nodes):
+            return {"node": name, "nodes": nodes}
+        url = node_url(self.manager) if self.manager.listen_port or self.manager.config.program.node_url else ""
+        me = {"name": name, "url": url, "up": True, "self": True, "last_seen": time.time(), "seen_s_ago": 0.0,
+              **node_info(self.manager)}
+        return {"node": name, "nodes": sorted([*nodes, me], key=lambda n: n["name"]), "single": not nodes}
+
 
 class RemoteSource:
     """A manager in another process, through :class:`llm_manager.client.Client` run in worker threads."""
+
+    live = True
 
     def __init__(self, client: Client | None = None):
         self.client = client or Client()
@@ -257,6 +293,28 @@ class RemoteSource:
             return await asyncio.to_thread(summary_from_api, body)
         return await asyncio.to_thread(cost_summary, await self.usage_frame(since), now)
 
+    async def requests_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        """``GET /api/usage/requests`` for the range (the manager's store, else its recent requests)."""
+        days = max(1.0 / 24, (time.time() - (since or 0.0)) / 86400) if since else 3650.0
+        body = await self._get("/api/usage/requests", days=days, limit=1_000_000)
+        if body is None:
+            rows = await self.recent_usage(10000, since=since)
+        else:
+            rows = body.get("requests") or []
+        return await asyncio.to_thread(frame_from_records, [r for r in rows if in_range(r.get("ts", 0), since, until)])
+
+    async def events_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        """The manager's recent model events (it keeps the last 500 in memory)."""
+        return events_frame([e for e in await self.events() if in_range(e.get("ts", 0), since, until)])
+
+    async def alerts_frame(self, since: float | None, until: float | None) -> pd.DataFrame:
+        body = await self._get("/api/alerts", limit=10_000)
+        rows = (body or {}).get("alerts") or []
+        return alerts_frame([r for r in rows if in_range(r.get("ts", 0), since, until)])
+
+    async def prices(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.prices)
+
     async def budget(self) -> float | None:
         body = await self._get("/api/budgets")
         if body is not None:
@@ -276,16 +334,52 @@ class RemoteSource:
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.client.cancel_batch, batch_id)
 
+    async def cluster(self) -> dict[str, Any]:
+        """``GET /api/cluster``; the manager alone (its models and devices) when it shares no database."""
+        body = await self._get("/api/cluster")
+        if body and body.get("nodes"):
+            return body
+        name = (body or {}).get("node") or "this manager"
+        devices = (await self.devices()).get("devices") or []
+        return {"node": name, "nodes": [this_node(name, self.client.url, await self.models(), devices)],
+                "single": True}
+
+
+def this_node(name: str, url: str, models: list[dict[str, Any]], devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """A node entry, shaped like the registry's, for the manager the dashboard is attached to (no registry)."""
+    return {"name": name, "url": url, "up": True, "self": True, "last_seen": time.time(), "seen_s_ago": 0.0,
+            "version": None,
+            "models": [{"name": m["name"], "state": m.get("state", "?"), "in_flight": m.get("in_flight", 0),
+                        "queued": m.get("queued", 0),
+                        "instances": [{"id": i.get("id"), "state": i.get("state")} for i in m.get("instances") or []],
+                        "upstreams": [{"id": u.get("id"), "healthy": u.get("healthy")}
+                                      for u in m.get("upstreams") or []]} for m in models],
+            "devices": [{"name": d["name"], "online": bool(d.get("online", True)),
+                         "free_mb": max(0, int((d.get("total_memory_mb") or 0) - (d.get("used_memory_mb") or 0))),
+                         "total_mb": int(d.get("total_memory_mb") or 0)} for d in devices]}
+
+
+def in_range(ts: float, since: float | None, until: float | None) -> bool:
+    return (since is None or ts >= since) and (until is None or ts < until)
+
+
+def events_frame(events: list[dict[str, Any]]) -> pd.DataFrame:
+    """Model events (the manager's dicts) shaped like ``UsageStore.events_frame``: ts, model, kind, detail."""
+    cols = ["ts", "model", "kind", "detail"]
+    df = pd.DataFrame([{c: e.get(c) for c in cols} for e in events], columns=cols)
+    df["ts"] = df["ts"].astype("float64")
+    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
 
 Source = LocalSource | RemoteSource
 
 
-def make_source(obj: Service | Manager | Client | Source) -> Source:
+def make_source(obj: Any) -> Any:
     """A source for a Service (or a bare Manager) in this process, a Client, or a source passed through."""
-    if isinstance(obj, LocalSource | RemoteSource):
-        return obj
     if isinstance(obj, Client):
         return RemoteSource(obj)
     if isinstance(obj, Service):
-        return LocalSource(obj.manager, obj.accounting, obj.batches)
-    return LocalSource(obj)
+        return LocalSource(obj.manager, obj.accounting, obj.batches, obj.alerts, obj.cluster)
+    if isinstance(obj, Manager):
+        return LocalSource(obj)
+    return obj  # a source already (LocalSource, RemoteSource, DatabaseSource)

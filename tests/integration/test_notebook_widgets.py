@@ -100,4 +100,4 @@ async def test_control_panel_over_http_runs_the_client_in_a_thread(tmp_path: Pat
 async def test_dashboard_renders_the_panel_views(manager: Manager):
     view = dashboard(manager)
     assert hasattr(view, "dashboard"), view  # not the "could not be loaded" Markdown pane
-    await view.dashboard.refresh_all(cost=False)
+    await view.dashboard.refresh_all(analysis=False)

@@ -142,23 +142,23 @@ async def test_logs_view_shows_backend_output(manager: Manager, dash: Dashboard)
     assert "out │" in text and "mgr │ launch:" in text
 
 
-async def test_cost_view_from_memory(manager: Manager, dash: Dashboard) -> None:
+async def test_analysis_from_memory(manager: Manager, dash: Dashboard) -> None:
     assert getattr(manager, "store", None) is None
     for model, cost, key in (("alpha", 0.25, "k1"), ("alpha", 0.5, None), ("beta", 1.0, "k1")):
         manager.record_usage(_usage(model, cost, key))
-    await dash.refresh_cost(force=True)
-    s = dash.cost.summary
-    assert s["requests"] == 3 and s["cost"] == pytest.approx(1.75) and s["tokens"] == 45
-    assert dash.cost.total.value == pytest.approx(1.75)
-    assert list(s["by_model"]["model"]) == ["beta", "alpha"]
-    assert dict(zip(s["by_key"]["key"], s["by_key"]["cost"], strict=True)) == pytest.approx({"k1": 1.25,
-                                                                                            "(no key)": 0.5})
-    assert dash.cost.mtd.value == pytest.approx(1.75)
-    assert "Budget 2.00 USD" in dash.cost.burn_text.object and dash.cost.burn.value == 87
-    assert len(dash.cost.model_bars.objects) == 1 and len(dash.cost.day_bars.objects) == 1
+    await dash.refresh_analysis()
+    a = dash.insights.result
+    assert a.totals["requests"] == 3 and a.totals["cost"] == pytest.approx(1.75) and a.totals["tokens"] == 45
+    assert list(a.by_model["model"]) == ["beta", "alpha"]
+    assert dict(zip(a.by_key["key_id"], a.by_key["cost"], strict=True)) == pytest.approx({"k1": 1.25,
+                                                                                        "(no key)": 0.5})
+    assert a.forecast["month_to_date_cost"] == pytest.approx(1.75)
+    assert a.budget == 2.0 and "$1.75" in dash.insights.kpis.object
+    assert "Budget $2.00" in dash.insights.burn_text.object
+    assert dash.insights.cost_time.object is not None and dash.insights.model_bars.object is not None
 
 
-async def test_cost_view_from_store(manager: Manager, tmp_path: Path) -> None:
+async def test_analysis_from_store(manager: Manager, tmp_path: Path) -> None:
     store = UsageStore(None, tmp_path / "store", flush_interval=0.05)
     accounting = Accounting(manager, store)  # the usage layer as build() attaches it; the dashboard prefers its store
     try:
@@ -167,9 +167,11 @@ async def test_cost_view_from_store(manager: Manager, tmp_path: Path) -> None:
         manager.record_usage(_usage("alpha", 0.125, "k2", status=500))
         store.flush()
         manager.usage.recent.clear()  # prove the numbers come from the database
-        await d.refresh_cost(force=True)
-        assert d.cost.summary["requests"] == 2 and d.cost.summary["cost"] == pytest.approx(0.25)
-        assert list(d.cost.table.value["errors"]) == [1]
+        await d.refresh_analysis()
+        a = d.insights.result
+        assert a.totals["requests"] == 2 and a.totals["cost"] == pytest.approx(0.25)
+        assert list(d.insights.by_model.frame["errors"]) == [1]
+        assert list(a.errors["status"]) == [500]
     finally:
         store.close()
 
@@ -229,7 +231,8 @@ async def test_config_is_redacted(dash: Dashboard) -> None:
 
 async def test_dashboard_builds_and_stops(manager: Manager) -> None:
     layout = create_dashboard(manager, live=False)
-    root = layout.get_root()  # every view turns into Bokeh models (bad formatter options fail here)
+    root = layout.get_root()
+    assert layout.dashboard.template() is not None  # the browser's page builds too  # every view turns into Bokeh models (bad formatter options fail here)
     assert root is not None
     d = layout.dashboard
     d.callbacks = [type("CB", (), {"stopped": False, "stop": lambda self: setattr(self, "stopped", True)})()]
@@ -277,14 +280,14 @@ async def test_remote_source_against_a_running_server(manager: Manager) -> None:
         await d.planner.refresh()
         assert d.planner.summary.alert_type == "danger"
         assert d.config.config["program"]["admin_key"] == "***"
-        assert not any(v.error.visible for v in (d.models, d.devices, d.throughput, d.cost, d.config))
+        assert not any(v.error.visible for v in (d.models, d.devices, d.throughput, d.config, d.insights))
     finally:
         await asyncio.to_thread(client.close)
         server.stop()
 
 
-async def test_remote_cost_uses_the_servers_summary(tmp_path: Path) -> None:
-    """With the accounting layers attached, the remote cost view reads /api/usage/summary and /api/budgets."""
+async def test_remote_analysis_reads_the_servers_store(tmp_path: Path) -> None:
+    """With the accounting layers attached, the remote analysis reads /api/usage/requests and /api/budgets."""
     doc = _doc(budgets=[{"name": "month", "scope": "global", "period": "month", "limit": 4.0}])
     service = build(parse_config(doc, tmp_path), tmp_path)
     m = service.manager
@@ -296,13 +299,17 @@ async def test_remote_cost_uses_the_servers_summary(tmp_path: Path) -> None:
         for cost, key in ((1.0, "k1"), (2.0, None)):
             m.record_usage(_usage("alpha", cost, key))
         d = Dashboard(RemoteSource(client))
-        await d.refresh_cost(force=True)
-        assert not d.cost.error.visible, d.cost.error.object
-        assert d.cost.summary["requests"] == 2 and d.cost.summary["cost"] == pytest.approx(3.0)
-        assert set(d.cost.summary["by_key"]["key"]) == {"k1", "(no key)"}
-        assert d.cost.mtd.value == pytest.approx(3.0)
-        assert d.cost.budget == 4.0 and d.cost.burn.value == 75
-        assert "usage records of the manager" in d.cost.origin.object
+        await d.refresh_analysis()
+        assert not d.insights.error.visible, d.insights.error.object
+        a = d.insights.result
+        assert a.totals["requests"] == 2 and a.totals["cost"] == pytest.approx(3.0)
+        assert set(a.by_key["key_id"]) == {"k1", "(no key)"}
+        assert a.forecast["month_to_date_cost"] == pytest.approx(3.0)
+        assert a.budget == 4.0
+        d.insights.bar.keys.value = ["k1"]  # a filter narrows every view
+        await d.insights.refresh(reload=False)
+        assert d.insights.result.totals["cost"] == pytest.approx(1.0)
+        assert list(d.insights.result.by_model["requests"]) == [1]
     finally:
         await asyncio.to_thread(client.close)
         server.stop()

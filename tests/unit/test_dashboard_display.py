@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import holoviews as hv
 import pandas as pd
 import panel as pn
 import pytest
@@ -18,9 +17,9 @@ from panel.models.tabulator import DataTabulator
 
 from llm_manager.config.parse import parse_config
 from llm_manager.panel_app.dashboard import Dashboard
-from llm_manager.panel_app.views.cost import _bars
 from llm_manager.panel_app.views.devices import DevicesView, device_rows
 from llm_manager.panel_app.views.models import action_for
+from llm_manager.panel_app.widgets import hbars
 from llm_manager.runtime.manager import Manager
 
 GPU = "Sim GPU 8G"
@@ -123,7 +122,7 @@ async def test_each_row_offers_the_action_its_state_allows(manager: Manager, das
 async def test_tables_have_headers_and_no_sort_arrows(dash: Dashboard) -> None:
     """Every column a person sees is named, and no header offers a sort the tables do not keep (the button
     columns had empty titles and sort arrows)."""
-    for view in (dash.models, dash.devices, dash.throughput, dash.cost):
+    for view in (dash.models, dash.devices, dash.throughput):
         for table in _tabulators(view.panel):
             assert not table.buttons, view.title  # Tabulator builds those in the browser: no title, sortable
             titles = {c.field: c.title for c in table.columns}
@@ -134,9 +133,9 @@ async def test_tables_have_headers_and_no_sort_arrows(dash: Dashboard) -> None:
 
 
 async def test_number_columns_line_up_with_their_headers(dash: Dashboard) -> None:
-    """Throughput and cost tables: no stretched last column (TTFT p95 sat a screen away from its header), and a
+    """The throughput table: no stretched last column (TTFT p95 sat a screen away from its header), and a
     number column's header is aligned as its numbers are."""
-    for view in (dash.throughput, dash.cost):
+    for view in (dash.throughput,):
         (table,) = _tabulators(view.table)
         assert table.layout != "fit_data_stretch", view.title
         for col in table.configuration["columns"]:
@@ -157,16 +156,32 @@ def test_held_by_shows_every_holder() -> None:
 
 
 def test_cost_axis_is_money_not_scientific() -> None:
-    """Small costs read $0.0025 on the axis and in the tooltip, not 2.500e−3."""
+    """Small costs read $0.0025 on the axis and in the tooltip, not 2.500e−3; token counts 1,250,000."""
     frame = pd.DataFrame({"model": ["chat", "embed"], "cost": [0.0025, 0.0004], "requests": [3, 1200],
                           "total_tokens": [1500, 1_250_000]})
-    fig = hv.render(_bars(frame, "model", "by model", "USD", "#1f77b4"))
-    formatter = fig.yaxis[0].formatter
+    fig = hbars(frame, "model", "cost", "By model", "USD")
+    formatter = fig.xaxis[0].formatter
     assert isinstance(formatter, CustomJSTickFormatter) and formatter.args == {"prefix": "$", "suffix": ""}
     (hover,) = fig.select(HoverTool)
-    tips = dict(hover.tooltips)
-    assert tips["cost"] == "@{cost}{$0,0.00[000000]}" and tips["tokens"] == "@{total_tokens}{0,0}"
-    fig = hv.render(_bars(frame, "model", "by model", "CHF", "#1f77b4"))
-    assert fig.yaxis[0].formatter.args == {"prefix": "", "suffix": " CHF"}
-    unpriced = hv.render(_bars(frame.assign(cost=0.0), "model", "by model", "USD", "#1f77b4"))
-    assert unpriced.yaxis[0].formatter.format == "0,0"  # token counts: 1,250,000, not 1.25e+6
+    assert dict(hover.tooltips)["cost"] == "@{cost}{$0,0.00[000000]}"
+    assert hbars(frame, "model", "cost", "By model", "CHF").xaxis[0].formatter.args == {"prefix": "",
+                                                                                         "suffix": " CHF"}
+    assert hbars(frame, "model", "total_tokens", "By model", None).xaxis[0].formatter.format == "0,0.[00]"
+
+
+def test_memory_declared_beside_measured_when_reported() -> None:
+    """The learned footprint (``memory_declared_mb`` / ``memory_measured_mb``, device -> MB or null) beside what
+    the config declares; "—" for a manager that reports none (the column is always there)."""
+    from llm_manager.panel_app.views.models import COLUMNS, MEMORY, memory_text, model_rows
+
+    assert MEMORY in COLUMNS and model_rows([{"name": "a", "state": "stopped"}])[MEMORY].tolist() == ["—"]
+    learned = [{"name": "a", "state": "ready", "memory_declared_mb": {"gpu0": 5000},
+                "memory_measured_mb": {"gpu0": 4812.4}},
+               {"name": "b", "state": "stopped", "memory_declared_mb": {"gpu0": 3000, "gpu1": 1000},
+                "memory_measured_mb": None},
+               {"name": "c", "state": "stopped"}]
+    rows = model_rows(learned)
+    assert list(rows.columns) == COLUMNS
+    assert rows[MEMORY].tolist() == ["5,000 / 4,812 MB", "gpu0: 3,000 / — MB; gpu1: 1,000 / — MB", "—"]
+    assert memory_text({"memory_declared_mb": None, "memory_measured_mb": {"cpu": 700}}) == "— / 700 MB"
+    assert memory_text({"memory_declared_mb": "junk"}) == "—"

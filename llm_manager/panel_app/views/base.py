@@ -64,6 +64,7 @@ class View:
         self._busy = False
         self._next: asyncio.Future[None] | None = None
         self.refreshes = 0
+        self.shown = True  # the dashboard clears it while the view's tab is hidden: sample, but send nothing
 
     async def refresh(self, wait: bool = True) -> None:
         """Pull a new snapshot. While one runs, calls collapse into a single pass after it; ``wait`` callers

@@ -94,6 +94,8 @@ class DevicesView(View):
         self.colors: dict[str, str] = {}
         self._last_ts: float | None = None
         self._names: list[str] = []
+        self._bars: dict[str, list[Any]] | None = None
+        self._pending: dict[str, list[float]] = {"time": []}
         # "held by" comes last and takes the rest of the width, one holder per line, wrapped: it is the longest
         # text (several models on one GPU) and was cut off at a fixed width
         self.table = pn.widgets.Tabulator(
@@ -102,8 +104,8 @@ class DevicesView(View):
             formatters={"memory %": {"type": "progress", "max": 100, "legend": True,
                                      "color": ["#43a047", "#fb8c00", "#e53935"]},
                         "status": {"type": "textarea"}, "held by": {"type": "textarea"}},
-            widths={"device": 280, "type": 60, "memory": 170, "memory %": 150, "utilisation %": 105,
-                    "temperature °C": 120, "status": 110},
+            widths={"device": 200, "type": 60, "memory": 150, "memory %": 120, "utilisation %": 100,
+                    "temperature °C": 110, "status": 100},  # narrow enough beside the filters' sidebar
             stylesheets=[BAR_HEIGHT_CSS])
         self.bars = ColumnDataSource(memory_segments([], self.colors))
         self.bar_legend = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10, 0, 10))
@@ -146,23 +148,41 @@ class DevicesView(View):
             self._setup_history(devices)
             self.bar_fig.y_range.factors = list(reversed(self._names))
             self.bar_fig.height = 70 + 36 * max(1, len(devices))
-        self.bars.data = memory_segments(devices, self.colors)
+        if not self.shown:  # hidden: keep the history's points for when the tab is shown; send nothing
+            self._keep_point(info, devices)
+            return
+        bars = memory_segments(devices, self.colors)
+        if bars != self._bars:  # an unchanged sample sends nothing to the browser
+            self._bars = bars
+            self.bars.data = bars
         held = sorted({h["model"] for d in devices for h in d.get("models", [])})
         self.bar_legend.object = "Memory per device: " + " &nbsp; ".join(
             [_swatch(self.colors[m], m) for m in held] + [_swatch(OTHER_COLOR, "other use"), _swatch(FREE_COLOR, "free")])
         rows = device_rows(devices)
         if not rows.equals(self.table.value):
             self.table.value = rows
+        self._keep_point(info, devices)
+        if self._pending["time"]:
+            self.history.stream(self._pending, rollover=HISTORY_POINTS)
+            self._pending = {"time": []}
+
+    def _keep_point(self, info: dict[str, Any], devices: list[dict[str, Any]]) -> None:
+        """Queue the sample's history point (sent with the next shown refresh)."""
         ts = info.get("ts")
-        if ts and ts != self._last_ts:
-            self._last_ts = ts
-            point: dict[str, list[float]] = {"time": [local_ms(ts)]}
-            for i, d in enumerate(devices):
-                total = _num(d.get("total_memory_mb"))
-                point[f"mem_{i}"] = [100.0 * _num(d.get("used_memory_mb")) / total if total else math.nan]
-                point[f"util_{i}"] = [_num(d.get("usage_percentage"))]
-                point[f"temp_{i}"] = [_num(d.get("temperature_celsius"))]
-            self.history.stream(point, rollover=HISTORY_POINTS)
+        if not ts or ts == self._last_ts:
+            return
+        self._last_ts = ts
+        if set(self._pending) != {"time", *(f"{k}_{i}" for i in range(len(devices)) for k in ("mem", "util", "temp"))}:
+            self._pending = {"time": []}
+        self._pending.setdefault("time", []).append(local_ms(ts))
+        for i, d in enumerate(devices):
+            total = _num(d.get("total_memory_mb"))
+            self._pending.setdefault(f"mem_{i}", []).append(
+                100.0 * _num(d.get("used_memory_mb")) / total if total else math.nan)
+            self._pending.setdefault(f"util_{i}", []).append(_num(d.get("usage_percentage")))
+            self._pending.setdefault(f"temp_{i}", []).append(_num(d.get("temperature_celsius")))
+        for col in self._pending.values():
+            del col[:-HISTORY_POINTS]
 
     @property
     def panel(self) -> pn.viewable.Viewable:

@@ -15,14 +15,16 @@ from typing import Any
 import pandas as pd
 import panel as pn
 
-from ..frames import ago, duration
+from ..frames import minutes, minutes_ago
 from .base import View, state_badge
+from .instances import InstancesTable
 
+MEMORY = "memory declared / measured"  # "—" where the manager reports no learned footprint
 COLUMNS = ["model", "mode", "state", "action", "profile", "port", "in flight", "queued", "last used", "uptime",
-           "loading %", "error"]
+           "loading %", MEMORY, "error"]
 # fixed widths: the table is built empty, so Tabulator cannot size the columns to the data
 WIDTHS = {"model": 150, "mode": 90, "state": 100, "action": 80, "profile": 95, "port": 70, "in flight": 75,
-          "queued": 70, "last used": 90, "uptime": 75, "loading %": 95, "error": 220}
+          "queued": 70, "last used": 90, "uptime": 75, "loading %": 95, "error": 220, MEMORY: 190}
 START_HTML = '<span title="start this model" style="color:#2e7d32;font-weight:700;cursor:pointer">▶ start</span>'
 STOP_HTML = '<span title="stop this model" style="color:#c62828;font-weight:700;cursor:pointer">■ stop</span>'
 OK = '<span style="color:#2e7d32;font-weight:700">✓</span>'
@@ -43,6 +45,23 @@ def action_for(state: str) -> str | None:
     return "start" if state in STARTABLE else "stop" if state in STOPPABLE else None
 
 
+def memory_text(m: dict[str, Any]) -> str:
+    """"5,000 / 4,812 MB" per device (prefixed by the device when several): what the config declares beside
+    what the manager measured the model to use; "—" where either is unknown."""
+    declared, measured = m.get("memory_declared_mb") or {}, m.get("memory_measured_mb") or {}
+    if not isinstance(declared, dict) or not isinstance(measured, dict):
+        return "—"
+    devices = sorted(set(declared) | set(measured), key=str)
+
+    def mb(v: Any) -> str:
+        return f"{v:,.0f}" if isinstance(v, int | float) else "—"
+
+    parts = [f"{mb(declared.get(d))} / {mb(measured.get(d))} MB" for d in devices]
+    if len(devices) > 1:
+        parts = [f"{d}: {p}" for d, p in zip(devices, parts, strict=True)]
+    return "; ".join(parts) or "—"
+
+
 def model_rows(models: list[dict[str, Any]], now: float | None = None) -> pd.DataFrame:
     now = now or time.time()
     links = {"start": START_HTML, "stop": STOP_HTML, None: ""}
@@ -50,9 +69,11 @@ def model_rows(models: list[dict[str, Any]], now: float | None = None) -> pd.Dat
         "model": m["name"], "mode": m.get("mode", ""), "state": state_badge(m["state"]),
         "action": links[action_for(m["state"])],
         "profile": m.get("profile") or "—", "port": m.get("port"), "in flight": m.get("in_flight", 0),
-        "queued": m.get("queued", 0), "last used": ago(m.get("last_used"), now), "uptime": duration(m.get("uptime_s")),
-        "loading %": loading_pct(m), "error": html.escape(m.get("last_error") or ""),
+        "queued": m.get("queued", 0), "last used": minutes_ago(m.get("last_used"), now),
+        "uptime": minutes(m.get("uptime_s")),  # to the minute: see frames.minutes
+        "loading %": loading_pct(m), MEMORY: memory_text(m), "error": html.escape(m.get("last_error") or ""),
     } for m in models]
+    # the columns never change: a Tabulator whose columns are redefined while the browser still builds it throws
     return pd.DataFrame(rows, columns=COLUMNS, index=[m["name"] for m in models])
 
 
@@ -100,6 +121,7 @@ class ModelsView(View):
         self.stop_selected.on_click(lambda _e: self.act("stop", self.selected()))
         self.table.param.watch(self._on_selection, "selection")
         self.loading = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 0))
+        self.instances = InstancesTable()
         self.messages = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "0.9em"})
         self._messages: list[str] = []
         self.events = pn.widgets.Tabulator(pd.DataFrame(columns=["time", "model", "event", "detail"]), disabled=True,
@@ -169,9 +191,11 @@ class ModelsView(View):
         return False
 
     def _render(self) -> None:
+        if not self.shown:  # hidden tab: nothing to send; drawn when shown again
+            return
         rows = model_rows(self.models)
         current = self.table.value
-        if current is None or list(current.index) != list(rows.index) or list(current.columns) != COLUMNS:
+        if current is None or list(current.index) != list(rows.index) or list(current.columns) != list(rows.columns):
             self.table.value = rows
         else:
             changed = rows[(rows != current).any(axis=1)]
@@ -180,6 +204,7 @@ class ModelsView(View):
         text = loading_html(self.models)
         if text != self.loading.object:
             self.loading.object = text
+        self.instances.update(self.models)
 
     async def _refresh(self) -> None:
         asked = time.monotonic()
@@ -189,6 +214,8 @@ class ModelsView(View):
         self.models = [shown[m["name"]] if self._applied.get(m["name"], 0.0) > asked and m["name"] in shown else m
                        for m in models]
         self._render()
+        if not self.shown:
+            return
         events = (await self.source.events())[-12:][::-1]
         frame = pd.DataFrame([{"time": time.strftime("%H:%M:%S", time.localtime(e["ts"])), "model": e["model"],
                                "event": e["kind"], "detail": e.get("detail", "")} for e in events],
@@ -203,7 +230,7 @@ class ModelsView(View):
             pn.Row(self.start_selected, self.stop_selected,
                    pn.pane.Markdown("Tick rows to act on several models; ▶ start / ■ stop act on one.",
                                     styles={"color": "#616161"})),
-            self.table, self.loading, self.messages, sizing_mode="stretch_width")
+            self.table, self.loading, self.instances.panel, self.messages, sizing_mode="stretch_width")
 
     @property
     def events_panel(self) -> pn.viewable.Viewable:

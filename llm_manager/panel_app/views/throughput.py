@@ -2,6 +2,7 @@
 
 Every second it reads the manager's 5 s throughput snapshot and the last minute of in-memory usage records,
 and appends one point per model to bounded buffers; the charts stream the chosen model's buffer (rollover).
+The sample is taken once per second per manager and shared by every open session (five sessions cost one).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 import panel as pn
 
 from ..frames import latency_stats
+from ..shared import shared, source_key
 from .base import View, empty_source, local_ms, time_figure
 
 ALL = "all models"
@@ -24,6 +26,20 @@ MAX_RECORDS = 2000  # ...or its newest 2000 requests, whichever is fewer: enough
 SERIES = ["time", "requests_per_s", "tokens_per_s", "p50_ms", "p95_ms", "ttft_p50_ms", "ttft_p95_ms"]
 TABLE_COLUMNS = ["model", "requests/s", "tokens/s", "requests (1 min)", "p50 ms", "p95 ms", "TTFT p50 ms",
                  "TTFT p95 ms"]
+
+
+SHARE_S = 0.9  # sessions ticking within this of a sample reuse it
+
+
+async def shared_sample(source: Any, share: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """(throughput snapshot, latency stats of the last minute); with ``share``, read at most once per ``SHARE_S``
+    per manager (the sessions' timers), else read now (an explicit refresh)."""
+    async def read() -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        tp = await source.throughput()
+        records = await source.recent_usage(MAX_RECORDS, since=time.time() - WINDOW_S)
+        return tp, latency_stats(records)
+
+    return await shared(("throughput", *source_key(source)), SHARE_S if share else 0.0, read)
 
 
 def _r(v: float) -> float:
@@ -36,6 +52,8 @@ class ThroughputView(View):
     def __init__(self, source: Any):
         super().__init__(source)
         self.buffers: dict[str, deque[dict[str, float]]] = {}
+        self._ticking = False
+        self._rebuild = False
         self.last_traffic: dict[str, float] = {}  # model -> when it last had requests in the window
         self.model = pn.widgets.Select(label="Show", options=[ALL], value=ALL, width=240)
         self.model.param.watch(self._on_model, "value")
@@ -62,6 +80,16 @@ class ThroughputView(View):
                                           container_popup=False,  # no 1-px spacer column (no editors)
                                           text_align=numeric, header_align=numeric)
 
+    async def tick(self) -> None:
+        """The timer's refresh: the sample other sessions took this second will do."""
+        self._ticking = True
+        await self.refresh(wait=False)
+
+    def show(self, shown: bool) -> None:
+        """The tab shown again: the next tick draws the history buffered while it was hidden."""
+        self._rebuild = self._rebuild or (shown and not self.shown)
+        self.shown = shown
+
     def _on_model(self, _event: Any) -> None:
         """Show the chosen model's history at once (it has been buffered all along)."""
         buf = self.buffers.get(self.model.value, deque())
@@ -69,9 +97,8 @@ class ThroughputView(View):
 
     async def _refresh(self) -> None:
         now = time.time()
-        tp = await self.source.throughput()
-        records = await self.source.recent_usage(MAX_RECORDS, since=now - WINDOW_S)
-        stats = latency_stats(records)
+        share, self._ticking = self._ticking, False
+        tp, stats = await shared_sample(self.source, share)
         by_model = tp.get("by_model", {})
         active = set(by_model) | set(stats) - {"all"}
         for key in active:
@@ -90,18 +117,22 @@ class ThroughputView(View):
                 point[c] = lat.get(c, math.nan)
             buf = self.buffers.setdefault(key, deque(maxlen=POINTS))
             buf.append(point)
-            if key == self.model.value:
+            if key == self.model.value and self.shown and not self._rebuild:  # hidden: buffered only
                 self.series.stream({c: [point[c]] for c in SERIES}, rollover=POINTS)
             rows.append({"model": key, "requests/s": round(point["requests_per_s"], 2),
                          "tokens/s": round(point["tokens_per_s"], 1), "requests (1 min)": int(lat.get("requests", 0)),
                          "p50 ms": _r(point["p50_ms"]), "p95 ms": _r(point["p95_ms"]),
                          "TTFT p50 ms": _r(point["ttft_p50_ms"]), "TTFT p95 ms": _r(point["ttft_p95_ms"])})
+        if self._rebuild and self.shown:  # shown again: the whole buffer at once
+            self._rebuild = False
+            self._on_model(None)
         options = [ALL, *names]
         if options != list(self.model.options):
             self.model.options = options
-        frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-        if not frame.equals(self.table.value):
-            self.table.value = frame
+        if self.shown:  # hidden: no table built at all (each open session ticks this every second)
+            frame = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+            if not frame.equals(self.table.value):
+                self.table.value = frame
 
     @property
     def panel(self) -> pn.viewable.Viewable:
