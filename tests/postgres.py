@@ -55,15 +55,28 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def create_database(postgres_url: str, prefix: str = "t") -> str:
+    """A new empty database on the test server; its URL (the server is thrown away after the run)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    """Drop a database ``create_database`` made (connections still open are closed)."""
+    import psycopg
+
+    server, name = url.replace("postgresql+psycopg", "postgresql").rsplit("/", 1)
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def pg_database(postgres_url: str) -> Iterator[str]:
     """A fresh database per test, dropped afterwards."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conninfo = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    url = create_database(postgres_url)
+    yield url
+    drop_database(url)

@@ -5,12 +5,12 @@ the screenshot goes to ``tests/e2e/output/`` for a person to look at."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ManagerProcess, chromium_browser, config_doc, fake_model, wait_until
+from postgres import create_database, drop_database
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,7 @@ STORAGE_KEY = "llm-manager.adminKey"  # webui/src/api/auth.ts
 def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[dict[str, ManagerProcess]]:
     if not DIST_INDEX.is_file():
         pytest.skip(f"WebUI not built ({DIST_INDEX} missing): run `cd webui && npm ci && npm run build`")
-    import psycopg
-
-    db = "webui_cluster_" + os.urandom(4).hex()
-    conninfo = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{db}"
+    url = create_database(postgres_url, "webui_cluster")
     out: dict[str, ManagerProcess] = {}
     try:
         for name, model in (("north", "chat-north"), ("south", "chat-south")):
@@ -42,8 +36,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
     finally:
         for m in out.values():
             m.stop()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        drop_database(url)
 
 
 def test_the_cluster_page_lists_both_nodes(nodes: dict[str, ManagerProcess]) -> None:

@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 from helpers import ManagerProcess, config_doc, fake_model, wait_until
+from postgres import create_database, drop_database
 
 from llm_manager.client import Client
 
@@ -31,13 +32,7 @@ BUDGET_TOKENS = 300
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[dict[str, ManagerProcess]]:
-    import psycopg
-
-    db = "fleet_" + os.urandom(4).hex()
-    conninfo = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{db}"
+    url = create_database(postgres_url, "fleet")
     nodes: dict[str, ManagerProcess] = {}
     try:
         for name, models in MODELS.items():
@@ -59,8 +54,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
         for node in nodes.values():
             node.stop()
         _FLEET.clear()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        drop_database(url)
 
 
 def _v1_models(node: ManagerProcess, key: str) -> set[str]:

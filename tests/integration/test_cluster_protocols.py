@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import ollama
 import openai
 import pytest
 from helpers import ManagerProcess, config_doc, fake_model, wait_until
+from postgres import create_database, drop_database
 
 ADMIN, USER = "admin-protocols", "sk-protocols-user"
 SECRET = "cluster-secret-for-the-protocol-tests"
@@ -31,13 +31,7 @@ HI = [{"role": "user", "content": "hello from another protocol"}]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[dict[str, Any]]:
-    import psycopg
-
-    db = "protocols_" + os.urandom(4).hex()
-    conninfo = postgres_url.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    url = postgres_url.rsplit("/", 1)[0] + f"/{db}"
+    url = create_database(postgres_url, "protocols")
     big = {"memory": {"gpu0": 24000}}  # alpha has "big" but cannot place it (8000 MB): beta can (48000 MB)
     models = {"alpha": {"chat-a": fake_model(), "big": fake_model(**big)},
               "beta": {"chat-b": fake_model(aliases=["bee"]), "big": fake_model(**big),
@@ -51,12 +45,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iter
             nodes[name] = ManagerProcess(tmp_path_factory.mktemp(name), doc)
             nodes[name].http.headers["Authorization"] = f"Bearer {ADMIN}"
         assert wait_until(lambda: {"chat-b", "slow-b"} <= _listed(nodes["alpha"]), 30), "alpha never saw beta's models"
-        yield {**nodes, "db": conninfo.rsplit("/", 1)[0] + f"/{db}"}
+        yield {**nodes, "db": url.replace("postgresql+psycopg", "postgresql")}
     finally:
         for node in nodes.values():
             node.stop()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        drop_database(url)
 
 
 def _listed(node: ManagerProcess) -> set[str]:
