@@ -127,15 +127,20 @@ class ExportTable:
         return buf
 
     def update(self, frame: pd.DataFrame) -> None:
+        """Show ``frame``; what did not change is not sent again (each open session redraws every 30 s, and a
+        Tabulator given new formatters or titles rebuilds its columns on both sides)."""
         self.frame = frame.reset_index(drop=True)
         shown = _for_display(self.frame)
         kinds = tuple((str(c), shown[c].dtype.kind) for c in shown.columns)
-        self.table.formatters = column_formatters(self.frame, self.currency())
-        self.table.titles = {c: title(str(c)) for c in shown.columns}
         numeric = {c: "right" for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])}
-        self.table.text_align = numeric
-        self.table.header_align = numeric
-        self.table.value = shown
+        settings = {"formatters": column_formatters(self.frame, self.currency()),
+                    "titles": {c: title(str(c)) for c in shown.columns}, "text_align": numeric,
+                    "header_align": numeric}
+        changed = {k: v for k, v in settings.items() if getattr(self.table, k) != v}
+        if changed:
+            self.table.param.update(**changed)
+        if not (kinds == self._kinds and shown.equals(self.table.value)):
+            self.table.value = shown
         if kinds != self._kinds and self._kinds is not None and [k[0] for k in kinds] == [k[0] for k in self._kinds]:
             # same columns, other types (an empty frame's float "model" column, then names): Tabulator keeps the
             # columns' cell formatters when only the data changes, and showed every model as "NaN"
@@ -233,6 +238,52 @@ def hbars(frame: pd.DataFrame, cat: str, value: str, title: str, currency: str |
     fmt = money_tooltip(currency) if currency else "{0,0}"
     p.add_tools(HoverTool(tooltips=[(cat, f"@{{{cat}}}"), (value, f"@{{{value}}}{fmt}")]))
     return p
+
+
+def _shape(fig: Any) -> tuple:
+    """What a chart looks like apart from its numbers: its title, size, glyphs (kind, fields, colours) and legend."""
+    glyphs = tuple((type(r.glyph).__name__, tuple(sorted((k, _plain(v)) for k, v in r.glyph.properties_with_values(
+        include_defaults=False).items()))) for r in fig.renderers)
+    legend = tuple(item.label.get("value") if isinstance(item.label, dict) else repr(item.label)
+                   for lg in fig.legend for item in lg.items)
+    return fig.title.text, fig.height, type(fig.x_range).__name__, type(fig.y_range).__name__, glyphs, legend
+
+
+def _plain(value: Any) -> str:
+    """A glyph property as text without model ids (a stacked bar's ``Stack`` expression is a new model each time)."""
+    expr = getattr(value, "expr", None)
+    if expr is not None and hasattr(expr, "properties_with_values"):
+        return f"{type(expr).__name__}{sorted(expr.properties_with_values(include_defaults=False).items())}"
+    return repr(value)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(len(a[k]) == len(b[k]) and np.array_equal(np.asarray(a[k]), np.asarray(b[k]))
+                                        for k in a)
+
+
+def show_chart(pane: Any, fig: Any) -> None:
+    """Show ``fig`` in ``pane``: a chart of the same shape as the one shown only gets its numbers and ranges (a
+    few bytes to the browser, no new document models); another shape replaces it. Every open session redraws its
+    charts each 30 s, so replacing them all each time cost the proxy's loop most of a core with five sessions."""
+    old = pane.object
+    if old is None or _shape(old) != _shape(fig):
+        pane.object = fig
+        return
+    sources: dict[str, tuple[Any, Any]] = {}
+    for was, now in zip(old.renderers, fig.renderers, strict=True):
+        sources.setdefault(was.data_source.id, (was.data_source, now.data_source))
+    for was, now in sources.values():
+        if not _same(was.data, now.data):
+            was.data = dict(now.data)
+    for attr in ("x_range", "y_range"):
+        was, now = getattr(old, attr), getattr(fig, attr)
+        if hasattr(now, "factors"):
+            if list(was.factors) != list(now.factors):
+                was.factors = list(now.factors)
+        elif hasattr(now, "start") and type(now).__name__ == "Range1d":
+            if (was.start, was.end) != (now.start, now.end):
+                was.update(start=now.start, end=now.end)
 
 
 def finite(values: Any) -> np.ndarray:

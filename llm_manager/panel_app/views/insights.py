@@ -22,7 +22,7 @@ from ..analysis import Analysis, Filters, analyse, options, parse_price_table, p
 from ..filters import FilterBar
 from ..format import BAD, GOOD, WARN, compact, count, money, ms, percent
 from ..shared import shared, source_key
-from ..widgets import ExportTable, hbars, kpi, kpi_row, lines, stacked_over_time
+from ..widgets import ExportTable, hbars, kpi, kpi_row, lines, show_chart, stacked_over_time
 
 log = logging.getLogger(__name__)
 STEP_S = {"h": 3600, "D": 86400, "W": 7 * 86400}
@@ -142,8 +142,12 @@ class Insights:
                     return
                 self._drawn = seen
                 self.bar.set_options(options(self.raw))
-                self.result = await asyncio.to_thread(analyse, self.raw, f, now, self.events, self.alerts,
-                                                      self.budget)
+                raw, events, alerts, budget = self.raw, self.events, self.alerts, self.budget
+                # sessions showing the same rows through the same filters (the timer's refresh) share one analysis
+                self.result = await shared(
+                    ("analyse", *source_key(self.source), id(raw), len(raw), id(events), id(alerts), budget, f),
+                    SHARE_S if share else 0.0,
+                    lambda: asyncio.to_thread(analyse, raw, f, now, events, alerts, budget))
                 self.draw(self.result)
                 self.error.visible = False
                 self.refreshes += 1
@@ -180,16 +184,14 @@ class Insights:
             kpi("Month-end forecast", money(a.forecast["month_end_forecast"], cur),
                 f"{money(a.forecast['forecast_low'], cur)} – {money(a.forecast['forecast_high'], cur)}")])
         priced = t["cost"] > 0
-        self.cost_time.object = stacked_over_time(a.over_time_by_model, "model", "cost" if priced else "total_tokens",
-                                                  "Cost over time by model" if priced else
-                                                  "Tokens over time by model (no prices configured)",
-                                                  cur if priced else None, step)
-        self.tokens_time.object = stacked_over_time(a.over_time_by_model, "model", "requests",
-                                                    "Requests over time by model", None, step)
-        self.model_bars.object = hbars(a.by_model, "model", "cost" if priced else "total_tokens",
-                                       "By model", cur if priced else None)
-        self.key_bars.object = hbars(a.by_key, "key_id", "cost" if priced else "total_tokens", "By API key",
-                                     cur if priced else None, color="#8b5cf6")
+        value, money_in = ("cost", cur) if priced else ("total_tokens", None)
+        show_chart(self.cost_time, stacked_over_time(
+            a.over_time_by_model, "model", value, "Cost over time by model" if priced else
+            "Tokens over time by model (no prices configured)", money_in, step))
+        show_chart(self.tokens_time, stacked_over_time(a.over_time_by_model, "model", "requests",
+                                                       "Requests over time by model", None, step))
+        show_chart(self.model_bars, hbars(a.by_model, "model", value, "By model", money_in))
+        show_chart(self.key_bars, hbars(a.by_key, "key_id", value, "By API key", money_in, color="#8b5cf6"))
         self.by_model.update(a.by_model)
         self.by_key.update(a.by_key.rename(columns={"key_id": "key"}))
         self.over_time.update(a.over_time)
@@ -198,8 +200,8 @@ class Insights:
     def _draw_latency(self, a: Analysis) -> None:
         self.latency.update(a.latency.drop(columns=[c for c in a.latency.columns if c.startswith("start_ms")]))
         lat = a.latency.rename(columns={"ttft_ms_p50": "TTFT p50", "ttft_ms_p95": "TTFT p95"})
-        self.latency_bars.object = hbars(lat.fillna(0), "model", "total_ms_p95", "Total latency p95 per model (ms)",
-                                         None, color="#f59e0b")
+        show_chart(self.latency_bars, hbars(lat.fillna(0), "model", "total_ms_p95",
+                                            "Total latency p95 per model (ms)", None, color="#f59e0b"))
 
     def _draw_cold(self, a: Analysis) -> None:
         waited = int(a.cold["waited_requests"].sum()) if len(a.cold) else 0
@@ -219,8 +221,8 @@ class Insights:
             kpi("Errors", count(t["errors"]), percent(t["error_rate"]) + " of requests",
                 BAD if t["errors"] else GOOD)])
         self.errors.update(a.errors)
-        self.errors_time.object = lines(a.errors_over_time.assign(errors=a.errors_over_time["errors"].astype(float)),
-                                        ["errors"], "Errors over time", None, colors=[BAD])
+        errors = a.errors_over_time.assign(errors=a.errors_over_time["errors"].astype(float))
+        show_chart(self.errors_time, lines(errors, ["errors"], "Errors over time", None, colors=[BAD]))
 
     def _draw_alerts(self, a: Analysis) -> None:
         alerts = a.alerts.copy()
@@ -239,8 +241,8 @@ class Insights:
                              f"forecast {percent(projected)} of {money(a.budget, cur)}", color))
         self.fc_kpis.object = kpi_row(cards)
         ys = ["actual", "forecast"] + (["budget"] if a.budget else [])
-        self.burn.object = lines(a.burn, ys, "This month's cumulative cost (UTC)", cur,
-                                 colors=["#2563eb", "#2563eb", BAD], band=("low", "high"), dashed=("forecast",))
+        show_chart(self.burn, lines(a.burn, ys, "This month's cumulative cost (UTC)", cur,
+                                    colors=["#2563eb", "#2563eb", BAD], band=("low", "high"), dashed=("forecast",)))
         self.burn_text.object = (
             f"Budget {money(a.budget, cur)}: **{'over budget by month end' if projected > 1 else 'within budget'}**"
             f" on the current trend." if a.budget else
@@ -287,8 +289,8 @@ class Insights:
             kpi("Difference", ("+" if diff > 0 else "") + money(diff, cur),
                 percent(diff / billed) if billed else "", BAD if diff > 0 else GOOD)])
         self.whatif.update(out["by_model"])
-        self.whatif_chart.object = lines(out["over_time"], ["billed", "repriced"], "Billed vs repriced over time",
-                                         cur, colors=["#64748b", "#2563eb"], dashed=("repriced",))
+        show_chart(self.whatif_chart, lines(out["over_time"], ["billed", "repriced"], "Billed vs repriced over time",
+                                            cur, colors=["#64748b", "#2563eb"], dashed=("repriced",)))
         self.whatif_note.object = ("**Not repriced:** " + "; ".join(problems)) if problems else (
             f"{count(len(sel))} requests repriced; nothing is changed (prices are per `per` tokens; "
             "an empty row means free).")
