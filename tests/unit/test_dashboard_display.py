@@ -19,7 +19,7 @@ from llm_manager.config.parse import parse_config
 from llm_manager.panel_app.dashboard import Dashboard
 from llm_manager.panel_app.views.devices import DevicesView, device_rows
 from llm_manager.panel_app.views.models import action_for
-from llm_manager.panel_app.widgets import hbars
+from llm_manager.panel_app.charts import hbars
 from llm_manager.runtime.manager import Manager
 
 GPU = "Sim GPU 8G"
@@ -159,14 +159,14 @@ def test_cost_axis_is_money_not_scientific() -> None:
     """Small costs read $0.0025 on the axis and in the tooltip, not 2.500e−3; token counts 1,250,000."""
     frame = pd.DataFrame({"model": ["chat", "embed"], "cost": [0.0025, 0.0004], "requests": [3, 1200],
                           "total_tokens": [1500, 1_250_000]})
-    fig = hbars(frame, "model", "cost", "By model", "USD")
+    fig = hbars(frame, "model", "cost", "By model", "USD").draw()
     formatter = fig.xaxis[0].formatter
     assert isinstance(formatter, CustomJSTickFormatter) and formatter.args == {"prefix": "$", "suffix": ""}
     (hover,) = fig.select(HoverTool)
     assert dict(hover.tooltips)["cost"] == "@{cost}{$0,0.00[000000]}"
-    assert hbars(frame, "model", "cost", "By model", "CHF").xaxis[0].formatter.args == {"prefix": "",
+    assert hbars(frame, "model", "cost", "By model", "CHF").draw().xaxis[0].formatter.args == {"prefix": "",
                                                                                          "suffix": " CHF"}
-    assert hbars(frame, "model", "total_tokens", "By model", None).xaxis[0].formatter.format == "0,0.[00]"
+    assert hbars(frame, "model", "total_tokens", "By model", None).draw().xaxis[0].formatter.format == "0,0.[00]"
 
 
 def test_memory_declared_beside_measured_when_reported() -> None:

@@ -19,10 +19,11 @@ import panel as pn
 from ...accounting import analytics
 from ...accounting.pricing import period_start
 from ..analysis import Analysis, Filters, analyse, options, parse_price_table, price_rows, select, whatif
+from ..charts import ChartPane, hbars, lines, stacked_over_time
 from ..filters import FilterBar
 from ..format import BAD, GOOD, WARN, compact, count, money, ms, percent
 from ..shared import shared, source_key
-from ..widgets import ExportTable, hbars, kpi, kpi_row, lines, show_chart, stacked_over_time
+from ..widgets import ExportTable, kpi, kpi_row
 
 log = logging.getLogger(__name__)
 STEP_S = {"h": 3600, "D": 86400, "W": 7 * 86400}
@@ -52,25 +53,25 @@ class Insights:
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.kpis = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["kpis-usage"])
         self.scope = pn.pane.HTML("", sizing_mode="stretch_width", styles={"color": "#64748b"})
-        self.cost_time = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.tokens_time = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.model_bars = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.key_bars = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.cost_time = ChartPane()
+        self.tokens_time = ChartPane()
+        self.model_bars = ChartPane()
+        self.key_bars = ChartPane()
         self.by_model = ExportTable("by_model", lambda: self.currency, selectable=True)
         self.by_key = ExportTable("by_key", lambda: self.currency, selectable=True)
         self.drill = ExportTable("drill_down", lambda: self.currency)
         self.drill_title = pn.pane.HTML("<i>Select a row of either table to see its breakdown.</i>")
         self.over_time = ExportTable("over_time", lambda: self.currency, height=260)
         self.latency = ExportTable("latency", lambda: self.currency)
-        self.latency_bars = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.latency_bars = ChartPane()
         self.cold_kpis = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["kpis-cold"])
         self.cold = ExportTable("cold_starts", lambda: self.currency)
         self.starts = ExportTable("starts", lambda: self.currency, height=260)
         self.err_kpis = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["kpis-errors"])
         self.errors = ExportTable("errors_by_status", lambda: self.currency)
-        self.errors_time = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.errors_time = ChartPane()
         self.fc_kpis = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["kpis-forecast"])
-        self.burn = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.burn = ChartPane()
         self.burn_text = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.prices = pn.widgets.Tabulator(pd.DataFrame(columns=["model", "input", "output", "per"]),
                                            show_index=False, sizing_mode="stretch_width", max_height=300,
@@ -85,7 +86,7 @@ class Insights:
         self.whatif_note = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.whatif_kpis = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["kpis-whatif"])
         self.whatif = ExportTable("whatif", lambda: self.currency)
-        self.whatif_chart = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.whatif_chart = ChartPane()
         self.alert_table = ExportTable("alerts", lambda: self.currency, height=360)
         self.by_model.table.param.watch(self._drill_model, "selection")
         self.by_key.table.param.watch(self._drill_key, "selection")
@@ -185,13 +186,13 @@ class Insights:
                 f"{money(a.forecast['forecast_low'], cur)} – {money(a.forecast['forecast_high'], cur)}")])
         priced = t["cost"] > 0
         value, money_in = ("cost", cur) if priced else ("total_tokens", None)
-        show_chart(self.cost_time, stacked_over_time(
+        self.cost_time.show(stacked_over_time(
             a.over_time_by_model, "model", value, "Cost over time by model" if priced else
             "Tokens over time by model (no prices configured)", money_in, step))
-        show_chart(self.tokens_time, stacked_over_time(a.over_time_by_model, "model", "requests",
-                                                       "Requests over time by model", None, step))
-        show_chart(self.model_bars, hbars(a.by_model, "model", value, "By model", money_in))
-        show_chart(self.key_bars, hbars(a.by_key, "key_id", value, "By API key", money_in, color="#8b5cf6"))
+        self.tokens_time.show(stacked_over_time(a.over_time_by_model, "model", "requests",
+                                                "Requests over time by model", None, step))
+        self.model_bars.show(hbars(a.by_model, "model", value, "By model", money_in))
+        self.key_bars.show(hbars(a.by_key, "key_id", value, "By API key", money_in, color="#8b5cf6"))
         self.by_model.update(a.by_model)
         self.by_key.update(a.by_key.rename(columns={"key_id": "key"}))
         self.over_time.update(a.over_time)
@@ -200,8 +201,8 @@ class Insights:
     def _draw_latency(self, a: Analysis) -> None:
         self.latency.update(a.latency.drop(columns=[c for c in a.latency.columns if c.startswith("start_ms")]))
         lat = a.latency.rename(columns={"ttft_ms_p50": "TTFT p50", "ttft_ms_p95": "TTFT p95"})
-        show_chart(self.latency_bars, hbars(lat.fillna(0), "model", "total_ms_p95",
-                                            "Total latency p95 per model (ms)", None, color="#f59e0b"))
+        self.latency_bars.show(hbars(lat.fillna(0), "model", "total_ms_p95", "Total latency p95 per model (ms)",
+                                     None, color="#f59e0b"))
 
     def _draw_cold(self, a: Analysis) -> None:
         waited = int(a.cold["waited_requests"].sum()) if len(a.cold) else 0
@@ -222,7 +223,7 @@ class Insights:
                 BAD if t["errors"] else GOOD)])
         self.errors.update(a.errors)
         errors = a.errors_over_time.assign(errors=a.errors_over_time["errors"].astype(float))
-        show_chart(self.errors_time, lines(errors, ["errors"], "Errors over time", None, colors=[BAD]))
+        self.errors_time.show(lines(errors, ["errors"], "Errors over time", None, colors=[BAD]))
 
     def _draw_alerts(self, a: Analysis) -> None:
         alerts = a.alerts.copy()
@@ -241,8 +242,8 @@ class Insights:
                              f"forecast {percent(projected)} of {money(a.budget, cur)}", color))
         self.fc_kpis.object = kpi_row(cards)
         ys = ["actual", "forecast"] + (["budget"] if a.budget else [])
-        show_chart(self.burn, lines(a.burn, ys, "This month's cumulative cost (UTC)", cur,
-                                    colors=["#2563eb", "#2563eb", BAD], band=("low", "high"), dashed=("forecast",)))
+        self.burn.show(lines(a.burn, ys, "This month's cumulative cost (UTC)", cur,
+                             colors=["#2563eb", "#2563eb", BAD], band=("low", "high"), dashed=("forecast",)))
         self.burn_text.object = (
             f"Budget {money(a.budget, cur)}: **{'over budget by month end' if projected > 1 else 'within budget'}**"
             f" on the current trend." if a.budget else
@@ -289,8 +290,8 @@ class Insights:
             kpi("Difference", ("+" if diff > 0 else "") + money(diff, cur),
                 percent(diff / billed) if billed else "", BAD if diff > 0 else GOOD)])
         self.whatif.update(out["by_model"])
-        show_chart(self.whatif_chart, lines(out["over_time"], ["billed", "repriced"], "Billed vs repriced over time",
-                                            cur, colors=["#64748b", "#2563eb"], dashed=("repriced",)))
+        self.whatif_chart.show(lines(out["over_time"], ["billed", "repriced"], "Billed vs repriced over time",
+                                     cur, colors=["#64748b", "#2563eb"], dashed=("repriced",)))
         self.whatif_note.object = ("**Not repriced:** " + "; ".join(problems)) if problems else (
             f"{count(len(sel))} requests repriced; nothing is changed (prices are per `per` tokens; "
             "an empty row means free).")
@@ -301,26 +302,26 @@ class Insights:
         drill = _stretch(self.drill_title, self.drill.panel)
         return [
             (TABS[0], _stretch(self.error, self.kpis, self.scope,
-                               pn.Row(self.cost_time, self.tokens_time, sizing_mode="stretch_width"),
-                               pn.Row(self.model_bars, self.key_bars, sizing_mode="stretch_width"),
+                               pn.Row(self.cost_time.pane, self.tokens_time.pane, sizing_mode="stretch_width"),
+                               pn.Row(self.model_bars.pane, self.key_bars.pane, sizing_mode="stretch_width"),
                                pn.pane.HTML("<b>By model</b> (select a row to drill down into its keys)"),
                                self.by_model.panel,
                                pn.pane.HTML("<b>By API key</b> (select a row to drill down into its models)"),
                                self.by_key.panel,
                                drill, pn.pane.HTML("<b>Over time</b>"), self.over_time.panel)),
             (TABS[1], _stretch(pn.pane.HTML("<b>Latency per model</b>: successful requests; TTFT where "
-                                            "streamed"), self.latency.panel, self.latency_bars)),
+                                            "streamed"), self.latency.panel, self.latency_bars.pane)),
             (TABS[2], _stretch(self.cold_kpis, pn.pane.HTML("<b>Per model</b>: load time from the start/ready "
                                                             "events; waits from the requests' start_ms"),
                                self.cold.panel, pn.pane.HTML("<b>Each start</b>"), self.starts.panel)),
             (TABS[3], _stretch(self.err_kpis, pn.pane.HTML("<b>Errors by status</b> (0: no answer)"),
-                               self.errors.panel, self.errors_time)),
-            (TABS[4], _stretch(self.fc_kpis, self.burn, self.burn_text)),
+                               self.errors.panel, self.errors_time.pane)),
+            (TABS[4], _stretch(self.fc_kpis, self.burn.pane, self.burn_text)),
             (TABS[5], _stretch(pn.pane.Markdown(
                 "Click a price to edit it (per `per` tokens; the current prices to start with, empty: free), then "
                 "reprice the requests the filters select. Nothing is changed on the server."),
                 self.prices, pn.Row(self.reprice_button), self.whatif_note, self.whatif_kpis, self.whatif.panel,
-                self.whatif_chart)),
+                self.whatif_chart.pane)),
             (TABS[6], _stretch(pn.pane.HTML("<b>Alert history</b> (budget thresholds, crash loops, devices, "
                                             "store failures) in the date range, newest first"),
                                self.alert_table.panel)),
