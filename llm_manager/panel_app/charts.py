@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 import panel as pn
 from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter, Range1d
 from bokeh.plotting import figure
+from panel.io.document import unlocked
 
 from .format import ACCENT, PALETTE, money_ticks, money_tooltip
 
@@ -56,23 +58,31 @@ class ChartPane:
         return self.pane.object
 
     def show(self, chart: Chart) -> None:
-        fig = self.pane.object
-        if self.chart is None or fig is None or chart.shape != self.chart.shape:
-            self.pane.object = chart.draw()
+        if self.chart is None or self.pane.object is None or chart.shape != self.chart.shape:
+            self.pane.object = chart.draw()  # through the pane's parameter: Panel sends it
             self.draws += 1
         else:
-            sources: list[ColumnDataSource] = []
-            for r in fig.renderers:
-                if r.data_source not in sources:
-                    sources.append(r.data_source)
-            for source, data in zip(sources, chart.data, strict=True):
-                if not _same(source.data, data):
-                    source.data = dict(data)
-            if chart.x_range is not None and (fig.x_range.start, fig.x_range.end) != chart.x_range:
-                fig.x_range.update(start=chart.x_range[0], end=chart.x_range[1])
-            if chart.factors != list(getattr(fig.y_range, "factors", chart.factors)):
-                fig.y_range.factors = list(chart.factors)
+            # Bokeh models changed directly must change under the session's document lock: at once where this
+            # runs holding it (events dispatched by ``unlocked``, as Panel's own updates are), else on its next tick
+            # (a filter's async watcher: changed there, BokehJS never heard of it)
+            with unlocked():
+                pn.state.execute(partial(_renumber, self.pane.object, chart))
         self.chart = chart
+
+
+def _renumber(fig: Any, chart: Chart) -> None:
+    """Give ``fig``, drawn for a chart of the same shape, ``chart``'s numbers and ranges (what changed only)."""
+    sources: list[ColumnDataSource] = []
+    for r in fig.renderers:
+        if r.data_source not in sources:
+            sources.append(r.data_source)
+    for source, data in zip(sources, chart.data, strict=True):
+        if not _same(source.data, data):
+            source.data = dict(data)
+    if chart.x_range is not None and (fig.x_range.start, fig.x_range.end) != chart.x_range:
+        fig.x_range.update(start=chart.x_range[0], end=chart.x_range[1])
+    if chart.factors != list(getattr(fig.y_range, "factors", chart.factors)):
+        fig.y_range.factors = list(chart.factors)
 
 
 def _figure(title: str, currency: str | None, height: int = 280, x_type: str = "datetime", axis: str = "y",

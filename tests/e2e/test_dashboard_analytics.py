@@ -116,6 +116,20 @@ def _signature(page: object, tab: str, other_than: tuple | None = None) -> tuple
     return wait_until(shown, timeout=SLOW / 1000, interval=0.2)
 
 
+BARS_JS = """(title) => {
+    for (const doc of window.Bokeh.documents)
+        for (const m of doc.all_models)
+            if (m.title && m.title.text === title && m.renderers && m.renderers.length)
+                return m.renderers[0].data_source.data["time"].length;
+    return null;
+}"""
+
+
+def _bars(page: object, title: str) -> int | None:
+    """How many time buckets the browser's chart titled ``title`` holds (None: no such chart drawn)."""
+    return page.evaluate(BARS_JS, title)
+
+
 def _pick(page: object, widget: str, value: str) -> None:
     page.locator(f".filter-{widget} input").first.click()
     page.locator(".choices__item--choice", has_text=value).first.click()
@@ -137,6 +151,17 @@ def test_one_filter_changes_every_analysis_tab(page: object, db_app: str) -> Non
         before[tab] = _signature(page, tab)
         page.screenshot(path=str(OUTPUT / f"analytics-{tab.split()[0].lower()}.png"))
     assert len(before["Latency"][1]) == 3 and len(before["Alerts"][1]) == 2, before
+
+    # a narrower range gives the charts new numbers in place (same models, same shape): the browser shows them
+    _tab(page, "Usage & cost")
+    month = _bars(page, "Cost over time by model")
+    assert month is not None and month > 7, month
+    page.locator(".preset-7d button").first.click()
+    assert wait_until(lambda: _bars(page, "Cost over time by model") in range(1, 8), timeout=SLOW / 1000), \
+        _bars(page, "Cost over time by model")
+    page.screenshot(path=str(OUTPUT / "analytics-7-days.png"))
+    page.locator(".preset-30d button").first.click()
+    assert wait_until(lambda: _bars(page, "Cost over time by model") == month, timeout=SLOW / 1000)
 
     _tab(page, "Usage & cost")
     _pick(page, "models", "chat-small")
