@@ -112,7 +112,8 @@ class Accounting:
             await asyncio.sleep(every)
             security = self.security  # a config reload replaces it
             try:
-                security.take_store_keys(await loop.run_in_executor(None, security.store_keys))
+                version = security.keys_version
+                security.take_store_keys(await loop.run_in_executor(None, security.store_keys), read_at=version)
             except Exception as exc:  # the store is down: keep the keys we have, say so, try again
                 log.warning("reading API keys from the usage store failed: %s", exc)
 

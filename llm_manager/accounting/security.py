@@ -148,6 +148,7 @@ class Security:
         self.ip_limits = {"rpm": self.rate_limits.ip_rpm}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self.ledger: Any = None  # accounting.ledger.BudgetLedger on a shared database: budgets count cluster-wide
+        self.keys_version = 0  # bumped by each change of the store's keys taken here
         self.load_store_keys()
 
     @property
@@ -167,10 +168,15 @@ class Security:
             out[row.key_hash] = KeyInfo(row.id, row.name, models, admin=bool(row.admin), source="store")
         return out
 
-    def take_store_keys(self, fresh: dict[str, KeyInfo]) -> None:
+    def take_store_keys(self, fresh: dict[str, KeyInfo], read_at: int | None = None) -> None:
         """Replace the store's keys by ``fresh`` (keys other managers on the database created or revoked included);
-        config keys stay. One assignment: a request never sees half of it."""
+        config keys stay. One assignment: a request never sees half of it. ``read_at`` is the ``keys_version``
+        when a background sync began its read: a key created or revoked here since then is newer than that read,
+        which is dropped (applied, it brought a key revoked on this node back until the next sync)."""
+        if read_at is not None and read_at != self.keys_version:
+            return
         self.keys = {h: k for h, k in self.keys.items() if k.source != "store"} | fresh
+        self.keys_version += 1
 
     def init_budgets(self, now: float | None = None) -> None:
         """Start each budget's counter from the store's totals for the current period (blocking)."""

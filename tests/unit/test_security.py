@@ -128,3 +128,29 @@ def test_key_token_rate_limit_counts_tokens_after_the_answer():
                              completion_tokens=40))
     with pytest.raises(RateLimited, match="tokens/minute"):
         sec.authorize(request("sk-t"), "m1")
+
+
+def test_a_key_sync_read_before_a_revocation_here_does_not_bring_the_key_back(tmp_path):
+    """The background sync reads the store's keys off the loop; a key revoked through this node meanwhile must stay
+    revoked (that stale read, applied, made it work again until the next sync)."""
+    from llm_manager.accounting.schema import ApiKey
+    from llm_manager.accounting.store import UsageStore
+
+    with UsageStore(f"sqlite:///{tmp_path / 'usage.db'}", tmp_path, flush_interval=3600.0) as store:
+        for key_id, secret in (("key-0", "sk-stays"), ("key-1", "sk-secret")):  # one stays: /v1 is never open
+            store.add_key(ApiKey(id=key_id, name=key_id, key_hash=hash_key(secret), prefix=secret, models="[]"))
+        sec = Security(ProgramConfig(), store=store, resolve=lambda n: n)
+        assert sec.authorize(request("sk-secret"), "m1").id == "key-1"
+        version = sec.keys_version
+        stale = sec.store_keys()  # the sync's read, taken just before the revocation
+        assert store.revoke_key("key-1")
+        sec.load_store_keys()  # what revoke_key does after the store's delete
+        sec.take_store_keys(stale, read_at=version)  # the sync's read arrives afterwards: dropped
+        with pytest.raises(AuthenticationError):
+            sec.authorize(request("sk-secret"), "m1")
+        sec.take_store_keys(sec.store_keys(), read_at=sec.keys_version)  # a fresh read applies as before
+        with pytest.raises(AuthenticationError):
+            sec.authorize(request("sk-secret"), "m1")
+        store.add_key(ApiKey(id="key-2", name="new", key_hash=hash_key("sk-other"), prefix="sk-other", models="[]"))
+        sec.take_store_keys(sec.store_keys(), read_at=sec.keys_version)  # another node's new key arrives
+        assert sec.authorize(request("sk-other"), "m1").id == "key-2"
