@@ -1,13 +1,18 @@
 """Swap-aware scheduling vs FIFO (issue 19): one seeded interleaved trace, replayed under both schedulers.
 
-Three models compete for one simulated GPU on which two fit; each loads in ``LOAD_S`` seconds (the fake backend's
-``--load-delay``) and generates at ``TPS`` tokens/s. The same trace (arrival times, models, answer lengths; seeded)
-is replayed against a manager with ``scheduler: "fifo"`` and one with ``"swap-aware"``. A client that is refused
+Three models compete for one simulated GPU on which two fit; each loads in ``--load`` seconds (the fake
+backend's ``--load-delay``; 4 by default) and generates at ``TPS`` tokens/s. The same trace (arrival times,
+models, answer lengths; seeded) is replayed against a manager with ``scheduler: "fifo"`` and one with ``"swap-aware"``. A client that is refused
 (429/503) retries after the answer's ``Retry-After``, as a well-behaved client would. Printed side by side: swaps
 (evictions), total time (first arrival to last answer), and each request's wait (arrival to answer, less its own
 generation time) at p50/p95/max, with the load average.
 
-    python bench/schedule.py [--requests 60] [--seed 7]        (BENCH_EVENTS=1 also prints each run's events)
+Traffic shapes (``--shapes``, all in one run by default): open loop at 1 arrival/s (models go idle between bursts:
+FIFO evicts them at once and thrashes), open loop at 5/s (models are busy: FIFO refuses instead, its clients retry),
+and closed loop with 8 clients taking the trace's requests in order (a batch or an agent framework's workers).
+
+    python bench/schedule.py [--requests 60] [--seed 7] [--shapes open:1,open:5,closed:8] [--load 4]
+                             [--min-residency 10]      (BENCH_EVENTS=1 also prints each run's events)
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ MODELS = ("a", "b", "c")
 MIN_RESIDENCY, MAX_WAIT = 10.0, 60.0  # the defaults
 
 
-def trace(n: int, seed: int) -> list[tuple[float, str, int]]:
+def trace(n: int, seed: int, rate: float) -> list[tuple[float, str, int]]:
     """(arrival second, model, max_tokens): rounds in which every model gets a small burst (1 to 3 requests) in a
     random order, so the three models interleave throughout; answer lengths are mixed."""
     rng = random.Random(seed)
@@ -46,31 +51,33 @@ def trace(n: int, seed: int) -> list[tuple[float, str, int]]:
         for model in rng.sample(list(MODELS), len(MODELS)):
             for _ in range(rng.randint(1, 3)):
                 out.append((round(t, 3), model, rng.choice((8, 16, 32, 64))))
-                t += rng.expovariate(5.0)
+                t += rng.expovariate(rate)
     return out[:n]
 
 
-def config(scheduler: str, tmp: Path) -> Path:
+def config(scheduler: str, tmp: Path, load_s: float, residency: float) -> Path:
     models = {}
     for name in MODELS:
         models[name] = {
             "mode": "Chat", "port": free_port(), "max_concurrency": 4, "max_queue": 1000,
             "command": [sys.executable, "-m", "llm_manager.testing.fake_backend", "--port", "${PORT}", "--quiet",
-                        "--load-delay", str(LOAD_S), "--tokens-per-second", str(TPS)],
+                        "--load-delay", str(load_s), "--tokens-per-second", str(TPS)],
             "gpu": {"required_devices": ["gpu"], "memory_mb": {"gpu": 7000}},
         }
     doc = {"program": {"host": "127.0.0.1", "port": 0, "log_level": "WARNING", "access_log": False,
                        "simulated_devices": [{"name": "gpu", "total_memory_mb": 16000}], "scheduler": scheduler,
-                       "min_residency": MIN_RESIDENCY, "max_wait": MAX_WAIT}, **models}
+                       "min_residency": residency, "max_wait": MAX_WAIT}, **models}
     path = tmp / f"{scheduler}.json"
     path.write_text(json.dumps(doc))
     return path
 
 
-def replay(scheduler: str, requests: list[tuple[float, str, int]]) -> dict[str, Any]:
+def replay(scheduler: str, requests: list[tuple[float, str, int]], clients: int, load_s: float,
+           residency: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-schedule-{scheduler}-"))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llm_manager.cli", "serve", "--config", str(config(scheduler, tmp)),
+    doc = config(scheduler, tmp, load_s, residency)
+    proc = subprocess.Popen([sys.executable, "-m", "llm_manager.cli", "serve", "--config", str(doc),
                              "--port", str(port), "--host", "127.0.0.1", "--data-dir", str(tmp / "data"),
                              "--no-dashboard"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -81,8 +88,9 @@ def replay(scheduler: str, requests: list[tuple[float, str, int]]) -> dict[str, 
         lock = threading.Lock()
         began, began_wall = time.monotonic(), time.time()
 
-        def one(at: float, model: str, tokens: int) -> None:
-            time.sleep(max(0.0, began + at - time.monotonic()))
+        def one(at: float | None, model: str, tokens: int) -> None:
+            if at is not None:
+                time.sleep(max(0.0, began + at - time.monotonic()))
             arrived = time.monotonic()
             body = {"model": model, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}]}
             with httpx.Client(timeout=300, trust_env=False) as client:
@@ -96,7 +104,20 @@ def replay(scheduler: str, requests: list[tuple[float, str, int]]) -> dict[str, 
             with lock:
                 waits.append(time.monotonic() - arrived - tokens / TPS)
 
-        threads = [threading.Thread(target=one, args=r) for r in requests]
+        if clients:  # closed loop: each worker takes the trace's next request when its last one is answered
+            queue = list(reversed(requests))
+
+            def worker() -> None:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        _, model, tokens = queue.pop()
+                    one(None, model, tokens)
+
+            threads = [threading.Thread(target=worker) for _ in range(clients)]
+        else:  # open loop: each request at its arrival time
+            threads = [threading.Thread(target=one, args=r) for r in requests]
         for t in threads:
             t.start()
         for t in threads:
@@ -119,32 +140,48 @@ def replay(scheduler: str, requests: list[tuple[float, str, int]]) -> dict[str, 
         stop_proc(proc)
 
 
+def compare(shape: str, fifo: dict[str, Any], aware: dict[str, Any]) -> str:
+    """One shape's table, side by side, and its line against the goal."""
+    rows = [("swaps (evictions)", "swaps", "{:.0f}"), ("starts", "starts", "{:.0f}"),
+            ("refusals retried", "retries", "{:.0f}"), ("total time s", "total_s", "{:.1f}"),
+            ("wait p50 s", "p50", "{:.2f}"), ("wait p95 s", "p95", "{:.2f}"), ("wait max s", "max", "{:.2f}")]
+    out = [f"\n{shape}\n", f"| {'':20} | {'fifo':>10} | {'swap-aware':>10} | {'fifo / swap-aware':>17} |",
+           f"|{'-' * 22}|{'-' * 12}|{'-' * 12}|{'-' * 19}|"]
+    for label, key, fmt in rows:
+        ratio = fifo[key] / aware[key] if aware[key] else float("inf")
+        out.append(f"| {label:20} | {fmt.format(fifo[key]):>10} | {fmt.format(aware[key]):>10} | {ratio:>16.2f}x |")
+    swaps = fifo["swaps"] / max(1, aware["swaps"])
+    faster = fifo["total_s"] / aware["total_s"]
+    met = swaps >= 2 and faster >= 1.5 and aware["max"] < MAX_WAIT
+    out.append(f"goal: swaps >= 2x fewer ({swaps:.2f}x), total time >= 1.5x less ({faster:.2f}x), swap-aware max "
+               f"wait < max_wait {MAX_WAIT:g} s ({aware['max']:.1f} s): {'met' if met else 'NOT met'}")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=60)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--load", type=float, default=LOAD_S, help="each model's load time, seconds")
+    p.add_argument("--min-residency", type=float, default=MIN_RESIDENCY, help="seconds (10: the default)")
+    p.add_argument("--shapes", default="open:1,open:5,closed:8",
+                   help="traffic shapes, comma-separated: open:RATE (arrivals per second) or closed:CLIENTS")
     args = p.parse_args()
-    requests = trace(args.requests, args.seed)
     load = os.getloadavg()
-    fifo = replay("fifo", requests)
-    aware = replay("swap-aware", requests)
-    print(f"\n{args.requests} requests, seed {args.seed}, 3 models of which 2 fit, load {LOAD_S:g} s, {TPS:g} tok/s, "
-          f"min_residency {MIN_RESIDENCY:g} s, max_wait {MAX_WAIT:g} s; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (before), "
-          f"{os.getloadavg()[0]:.2f} (after)\n")
-    rows = [("swaps (evictions)", "swaps", "{:.0f}"), ("starts", "starts", "{:.0f}"),
-            ("refusals retried", "retries", "{:.0f}"), ("total time s", "total_s", "{:.1f}"),
-            ("wait p50 s", "p50", "{:.2f}"), ("wait p95 s", "p95", "{:.2f}"), ("wait max s", "max", "{:.2f}")]
-    print(f"| {'':20} | {'fifo':>10} | {'swap-aware':>10} | {'fifo / swap-aware':>17} |")
-    print(f"|{'-' * 22}|{'-' * 12}|{'-' * 12}|{'-' * 19}|")
-    for label, key, fmt in rows:
-        ratio = fifo[key] / aware[key] if aware[key] else float("inf")
-        print(f"| {label:20} | {fmt.format(fifo[key]):>10} | {fmt.format(aware[key]):>10} | {ratio:>16.2f}x |")
-    swaps = fifo["swaps"] / max(1, aware["swaps"])
-    faster = fifo["total_s"] / aware["total_s"]
-    met = swaps >= 2 and faster >= 1.5 and aware["max"] < MAX_WAIT
-    print(f"\ngoal: fifo / swap-aware swaps >= 2x ({swaps:.2f}x), total time >= 1.5x ({faster:.2f}x), swap-aware "
-          f"max wait < max_wait {MAX_WAIT:g} s ({aware['max']:.1f} s): {'met' if met else 'NOT met'}")
+    tables = []
+    for shape in args.shapes.split(","):
+        kind, _, value = shape.partition(":")
+        closed = kind == "closed"
+        requests = trace(args.requests, args.seed, 5.0 if closed else float(value))
+        clients = int(value) if closed else 0
+        label = (f"closed loop: {clients} clients take the trace's requests in order" if closed else
+                 f"open loop: {float(value):g} arrivals/s, each request at its time")
+        tables.append(compare(label, replay("fifo", requests, clients, args.load, args.min_residency),
+                              replay("swap-aware", requests, clients, args.load, args.min_residency)))
+    print(f"\n{args.requests} requests, seed {args.seed}, 3 models of which 2 fit, load {args.load:g} s, {TPS:g} tok/s, "
+          f"min_residency {args.min_residency:g} s, max_wait {MAX_WAIT:g} s; load average {load[0]:.2f} {load[1]:.2f} "
+          f"{load[2]:.2f} (before), {os.getloadavg()[0]:.2f} (after)")
+    print("\n".join(tables))
     return 0
 
 
