@@ -36,6 +36,7 @@ from .store import EVENT_KINDS, ApiKey, UsageStore
 DAY = 86400.0
 log = logging.getLogger(__name__)
 KEY_SYNC_EVERY = 1.0  # seconds between reads of the store's keys (revocations by other managers apply within it)
+LOADED_CHANGES = frozenset({"start", "ready", "stop", "evict", "crash", "fail", "sleep", "wake"})  # GPU time moves
 DEVICE_SAMPLE_EVERY = 30.0  # seconds between device samples kept in the store (downsampled history)
 FIRST_KEY_WARNING = ("this is the first API key, so authentication is now ON: every /v1 request needs "
                      "'Authorization: Bearer <key>' and requests without a key get 401 (until now /v1 was open to "
@@ -100,6 +101,7 @@ class Accounting:
             manager.closers.append(store.close)
             manager.bus.subscribe("event", lambda _t, e: self._store_event(store, e))
             manager.bus.subscribe("devices", _device_sampler(store, self._refresh_gpu_budgets))
+            manager.bus.subscribe("event", self._gpu_budgets_after_event)
         manager.usage_sinks.append(lambda rec: self.security.on_usage(rec))
         manager.usage_sinks.append(self.metrics.observe)
         manager.config_hooks.append(self.apply_config)
@@ -170,7 +172,7 @@ class Accounting:
         except RuntimeError:  # published outside the event loop (tests): nothing to schedule on
             return
         security, self._gpu_again = self.security, False
-        self._gpu_refresh = loop.run_in_executor(None, security.measure_gpu_hours)
+        self._gpu_refresh = loop.run_in_executor(None, self._measure_gpu_hours, security)
 
         def done(f: asyncio.Future[Any]) -> None:
             if not f.cancelled() and f.exception() is None:
@@ -179,6 +181,23 @@ class Accounting:
                 self._refresh_gpu_budgets()
 
         self._gpu_refresh.add_done_callback(done)
+
+    def _gpu_budgets_after_event(self, _topic: str, event: dict[str, Any]) -> None:
+        """A load or unload re-measures GPU-hour budgets: one shorter than the monitor interval changes no device
+        sample (the budget then stayed at 0 until the next periodic sample, 30 s later)."""
+        if event.get("kind") in LOADED_CHANGES:
+            self._refresh_gpu_budgets()
+
+    def _measure_gpu_hours(self, security: Security) -> list[float | None]:
+        """(A worker thread.) The store's queued rows first: the load or stop that made this sample was still
+        queued (flushed every ``flush_interval``), and measured without it a short load counted 0 GPU-hours until
+        the next sample, 30 s later."""
+        if self.store is not None:
+            try:
+                self.store.flush()
+            except Exception:  # the writer reports a failing store; measure what it holds
+                pass
+        return security.measure_gpu_hours()
 
     def apply_config(self, new: Config) -> None:
         """After a config reload: new prices (month-to-date volume kept), keys, limits and budgets."""
