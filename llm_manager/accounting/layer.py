@@ -189,9 +189,9 @@ class Accounting:
             self._refresh_gpu_budgets()
 
     def _measure_gpu_hours(self, security: Security) -> list[float | None]:
-        """(A worker thread.) The store's queued rows first: the load or stop that made this sample was still
-        queued (flushed every ``flush_interval``), and measured without it a short load counted 0 GPU-hours until
-        the next sample, 30 s later."""
+        """(A worker thread.) The store's queued rows first: the load or stop that asked for this measurement is
+        still queued (flushed every ``flush_interval``), and measured without it a short load counted 0 GPU-hours
+        until the next sample, 30 s later."""
         if self.store is not None:
             try:
                 self.store.flush()

@@ -16,10 +16,10 @@ from helpers import config_doc, fake_model, wait_until_async
 from panel.models.tabulator import DataTabulator
 
 from llm_manager.config.parse import parse_config
+from llm_manager.panel_app.charts import hbars
 from llm_manager.panel_app.dashboard import Dashboard
 from llm_manager.panel_app.views.devices import DevicesView, device_rows
 from llm_manager.panel_app.views.models import action_for
-from llm_manager.panel_app.charts import hbars
 from llm_manager.runtime.manager import Manager
 
 GPU = "Sim GPU 8G"
