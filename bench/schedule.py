@@ -4,7 +4,8 @@ Three models compete for one simulated GPU on which two fit; each loads in ``--l
 backend's ``--load-delay``; 4 by default) and generates at ``TPS`` tokens/s. The same trace (arrival times,
 models, answer lengths; seeded) is replayed against a manager with ``scheduler: "fifo"`` and one with ``"swap-aware"``. A client that is refused
 (429/503) retries after the answer's ``Retry-After``, as a well-behaved client would. Printed side by side: swaps
-(evictions), total time (first arrival to last answer), and each request's wait (arrival to answer, less its own
+(evictions), total time (first arrival to last answer; for an open loop also the least any scheduler could reach:
+the last arrival plus its generation), and each request's wait (arrival to answer, less its own
 generation time) at p50/p95/max, with the load average.
 
 Traffic shapes (``--shapes``, all in one run by default): open loop at 1 arrival/s (models go idle between bursts:
@@ -12,7 +13,7 @@ FIFO evicts them at once and thrashes), open loop at 5/s (models are busy: FIFO 
 and closed loop with 8 clients taking the trace's requests in order (a batch or an agent framework's workers).
 
     python bench/schedule.py [--requests 60] [--seed 7] [--shapes open:1,open:5,closed:8] [--load 4]
-                             [--min-residency 10]      (BENCH_EVENTS=1 also prints each run's events)
+                             [--min-residency 10] [--rounds 1]      (BENCH_EVENTS=1 also prints each run's events)
 """
 
 from __future__ import annotations
@@ -140,8 +141,14 @@ def replay(scheduler: str, requests: list[tuple[float, str, int]], clients: int,
         stop_proc(proc)
 
 
-def compare(shape: str, fifo: dict[str, Any], aware: dict[str, Any]) -> str:
-    """One shape's table, side by side, and its line against the goal."""
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (one machine's noise moves a single run's makespan by a fifth)."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def compare(shape: str, fifo: dict[str, Any], aware: dict[str, Any], bound: float | None) -> str:
+    """One shape's table, side by side, and its line against the goal. ``bound``: the least total time any
+    scheduler could reach (open loop: the last arrival plus its own generation), so the best ratio there is."""
     rows = [("swaps (evictions)", "swaps", "{:.0f}"), ("starts", "starts", "{:.0f}"),
             ("refusals retried", "retries", "{:.0f}"), ("total time s", "total_s", "{:.1f}"),
             ("wait p50 s", "p50", "{:.2f}"), ("wait p95 s", "p95", "{:.2f}"), ("wait max s", "max", "{:.2f}")]
@@ -150,6 +157,9 @@ def compare(shape: str, fifo: dict[str, Any], aware: dict[str, Any]) -> str:
     for label, key, fmt in rows:
         ratio = fifo[key] / aware[key] if aware[key] else float("inf")
         out.append(f"| {label:20} | {fmt.format(fifo[key]):>10} | {fmt.format(aware[key]):>10} | {ratio:>16.2f}x |")
+    if bound is not None:
+        out.append(f"| {'least possible s':20} | {bound:>10.1f} | {bound:>10.1f} | "
+                   f"{'best ' + format(fifo['total_s'] / bound, '.2f') + 'x':>17} |")
     swaps = fifo["swaps"] / max(1, aware["swaps"])
     faster = fifo["total_s"] / aware["total_s"]
     met = swaps >= 2 and faster >= 1.5 and aware["max"] < MAX_WAIT
@@ -164,6 +174,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--load", type=float, default=LOAD_S, help="each model's load time, seconds")
     p.add_argument("--min-residency", type=float, default=MIN_RESIDENCY, help="seconds (10: the default)")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each shape and scheduler; medians are printed")
     p.add_argument("--shapes", default="open:1,open:5,closed:8",
                    help="traffic shapes, comma-separated: open:RATE (arrivals per second) or closed:CLIENTS")
     args = p.parse_args()
@@ -176,9 +187,14 @@ def main() -> int:
         clients = int(value) if closed else 0
         label = (f"closed loop: {clients} clients take the trace's requests in order" if closed else
                  f"open loop: {float(value):g} arrivals/s, each request at its time")
-        tables.append(compare(label, replay("fifo", requests, clients, args.load, args.min_residency),
-                              replay("swap-aware", requests, clients, args.load, args.min_residency)))
-    print(f"\n{args.requests} requests, seed {args.seed}, 3 models of which 2 fit, load {args.load:g} s, {TPS:g} tok/s, "
+        runs: dict[str, list[dict[str, Any]]] = {"fifo": [], "swap-aware": []}
+        for _ in range(args.rounds):  # alternated, so a slow spell of the machine falls on both
+            for scheduler, results in runs.items():
+                results.append(replay(scheduler, requests, clients, args.load, args.min_residency))
+        bound = None if closed else max(at + tokens / TPS for at, _, tokens in requests)
+        tables.append(compare(label, median_of(runs["fifo"]), median_of(runs["swap-aware"]), bound))
+    print(f"\n{args.requests} requests, seed {args.seed}, {args.rounds} round(s), medians; 3 models of which 2 fit, "
+          f"load {args.load:g} s, {TPS:g} tok/s, "
           f"min_residency {args.min_residency:g} s, max_wait {MAX_WAIT:g} s; load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f} (before), {os.getloadavg()[0]:.2f} (after)")
     print("\n".join(tables))

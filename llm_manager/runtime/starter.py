@@ -112,7 +112,7 @@ class InstanceStarter(DeviceSnapshotMixin):
                         if any(v.busy or self._handed_over(v) or v.state != State.READY for v in victims):
                             continue  # a victim got busy meanwhile: plan again
                         first = swap.ahead() if victims and swap.on else None  # does another cold model go first?
-                        blocked = swap.too_fresh(victims) if first is None else []
+                        blocked = swap.kept(victims) if first is None else []
                         if first is None and not blocked:
                             swap.started()
                             for victim in victims:

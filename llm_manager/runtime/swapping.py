@@ -3,8 +3,9 @@
 ``program.scheduler`` picks the policy:
 
 - ``"swap-aware"`` (the default) avoids thrashing. A start that needs memory held by busy models waits for them (it
-  never refuses at once) while their requests go on; a model stays loaded at least ``min_residency`` seconds;
-  requests for a cold model share one start, so one load serves all of them; when several cold models wait for the
+  never refuses at once) while their requests go on; a model stays loaded at least ``min_residency`` seconds, and
+  after that an idle one is not evicted the moment it goes idle but once it has sat idle, or the requests waiting
+  for the cold model have waited in all, as long as its reload takes (``SwapWait.kept``); requests for a cold model share one start, so one load serves all of them; when several cold models wait for the
   same room, the one with the most waiting requests goes first (then the oldest). A busy model past its residency
   whose waiting requests are served is drained (it admits nothing new, what is in flight finishes, then it is
   evicted) once more requests wait for the cold model than it has in flight; aging bounds the rest: after
@@ -68,6 +69,12 @@ class SwapBoard:
                 del self.waiting[wait.sup]
                 self.told.pop(wait.sup, None)
 
+    def waited(self, sup: Supervisor, within: float) -> float:
+        """Request-seconds spent waiting for ``sup``'s start in the last ``within`` seconds: what keeping an idle
+        model in its way (idle for ``within``) has cost."""
+        now = time.monotonic()
+        return sum(min(within, now - w.since) for w in self.waiting.get(sup, ()) if w.since is not None)
+
     def since(self, sup: Supervisor) -> float:
         """Monotonic time the oldest request waiting for ``sup``'s start began waiting."""
         return min((w.since for w in self.waiting.get(sup, ()) if w.since is not None), default=time.monotonic())
@@ -100,10 +107,9 @@ class SwapBoard:
         return first
 
 
-def _why_blocked(victim: Supervisor) -> str:
-    if victim.state != State.READY:
-        return victim.state.value
-    return "busy" if victim.busy else f"loaded {time.time() - (victim.ready_at or 0):.0f} s ago"
+def idle_for(victim: Supervisor) -> float:
+    """Seconds since ``victim`` last served a request (or became ready)."""
+    return time.time() - max(victim.last_used or 0.0, victim.ready_at or 0.0)
 
 
 class SwapWait:
@@ -130,6 +136,38 @@ class SwapWait:
             return []
         now = time.time()
         return [v for v in victims if v.ready_at is not None and now - v.ready_at < self.residency(v)]
+
+    def reload_s(self, victim: Supervisor) -> float:
+        """What evicting ``victim`` by mistake costs: its learned load time (5 s until one was measured)."""
+        return self.starter.groups[victim.model.name].load_s or 5.0
+
+    def kept(self, victims: list[Supervisor]) -> list[Supervisor]:
+        """The idle victims swap-aware keeps loaded for now: those loaded less than ``min_residency`` ago, and
+        those that served a request a moment ago. An idle model may be asked for again at once, and evicting it
+        then is how FIFO thrashes; keeping it while requests wait here idles the device. So, past its residency,
+        it goes once it has sat idle as long as reloading it takes, or once the requests waiting here have
+        waited that long in all while it sat idle (the classic ski-rental rule: either way the time lost is at
+        most twice what the better choice would have lost; many waiting requests make it go sooner). None once
+        aging has begun, none for FIFO."""
+        if not self.on or self.aging:
+            return []
+        kept = []
+        for victim in victims:
+            idle, reload = idle_for(victim), self.reload_s(victim)
+            if self.too_fresh([victim]) or (idle < reload and self.board.waited(self.sup, idle) < reload):
+                kept.append(victim)
+        return kept
+
+    def why_blocked(self, victim: Supervisor) -> str:
+        if victim.state != State.READY:
+            return victim.state.value
+        if victim.busy:
+            return "busy"
+        loaded = time.time() - (victim.ready_at or 0)
+        if self.too_fresh([victim]):
+            return f"loaded {loaded:.0f} s ago, min_residency {self.residency(victim):g} s"
+        return (f"idle {idle_for(victim):.1f} s, loaded {loaded:.0f} s ago: kept until it has sat idle, or the requests "
+                f"waiting here have waited in all, as long as its reload ({self.reload_s(victim):.1f} s)")
 
     @property
     def waited(self) -> float:
@@ -186,7 +224,7 @@ class SwapWait:
             for victim in self._outweighed(blocked):
                 self._drain(victim, f"{self.board.demand(self.sup)} request(s) wait for it, {victim.id} has served "
                             f"what waited for it ({victim.in_flight} in flight) and is past its min_residency")
-            why = ", ".join(f"{v.id} ({_why_blocked(v)})" for v in blocked)
+            why = ", ".join(f"{v.id} ({self.why_blocked(v)})" for v in blocked)
             self._tell("swap-wait", names, f"waiting for room held by {why}")
         await asyncio.sleep(POLL)
 

@@ -138,3 +138,19 @@ def test_interleaved_requests_for_three_models_swap_less_than_fifo_within_max_wa
     assert {code for code, _ in fifo + aware} == {200}, (fifo, aware)
     assert aware_swaps < fifo_swaps, (aware_swaps, fifo_swaps)
     assert max(seconds for _, seconds in aware) < 30, aware  # no request waited past max_wait
+
+
+def test_past_its_residency_an_idle_model_stays_as_long_as_its_reload_before_eviction(tmp_path: Path) -> None:
+    doc = config_doc({"a": fake_model(memory={"gpu": 6000}, args=["--load-delay", "1.5"]),
+                      "b": fake_model(memory={"gpu": 6000})}, GPUS, min_residency=0, max_wait=60)
+    mgr = ManagerProcess(tmp_path, doc)
+    try:
+        assert ask(mgr, "a").status_code == 200
+        a_answered = time.time()
+        assert ask(mgr, "b").status_code == 200  # one request: it waits until a has sat idle as long as a reload
+        by_kind = {(e["kind"], e["model"]): e for e in events(mgr)}
+        a_load = float(by_kind[("ready", "a")]["detail"].split()[1])  # "in 1.93 s (spawn ...)": what it learned
+        assert by_kind[("evict", "a")]["ts"] - a_answered >= a_load - 0.2  # FIFO would have evicted it at once
+        assert "kept until it has sat idle" in by_kind[("swap-wait", "b")]["detail"]
+    finally:
+        mgr.stop()
