@@ -13,7 +13,7 @@ FIFO evicts them at once and thrashes), open loop at 5/s (models are busy: FIFO 
 and closed loop with 8 clients taking the trace's requests in order (a batch or an agent framework's workers).
 
     python bench/schedule.py [--requests 60] [--seed 7] [--shapes open:1,open:5,closed:8] [--load 4]
-                             [--min-residency 10] [--rounds 1]      (BENCH_EVENTS=1 also prints each run's events)
+                             [--min-residency 10] [--rounds 1] [--lengths 8,16,32,64]      (BENCH_EVENTS=1 also prints each run's events)
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ MODELS = ("a", "b", "c")
 MIN_RESIDENCY, MAX_WAIT = 10.0, 60.0  # the defaults
 
 
-def trace(n: int, seed: int, rate: float) -> list[tuple[float, str, int]]:
+def trace(n: int, seed: int, rate: float, lengths: tuple[int, ...]) -> list[tuple[float, str, int]]:
     """(arrival second, model, max_tokens): rounds in which every model gets a small burst (1 to 3 requests) in a
     random order, so the three models interleave throughout; answer lengths are mixed."""
     rng = random.Random(seed)
@@ -51,7 +51,7 @@ def trace(n: int, seed: int, rate: float) -> list[tuple[float, str, int]]:
     while len(out) < n:
         for model in rng.sample(list(MODELS), len(MODELS)):
             for _ in range(rng.randint(1, 3)):
-                out.append((round(t, 3), model, rng.choice((8, 16, 32, 64))))
+                out.append((round(t, 3), model, rng.choice(lengths)))
                 t += rng.expovariate(rate)
     return out[:n]
 
@@ -177,13 +177,15 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1, help="runs of each shape and scheduler; medians are printed")
     p.add_argument("--shapes", default="open:1,open:5,closed:8",
                    help="traffic shapes, comma-separated: open:RATE (arrivals per second) or closed:CLIENTS")
+    p.add_argument("--lengths", default="8,16,32,64", help="answer lengths (max_tokens) the trace picks from")
     args = p.parse_args()
+    lengths = tuple(int(x) for x in args.lengths.split(","))
     load = os.getloadavg()
     tables = []
     for shape in args.shapes.split(","):
         kind, _, value = shape.partition(":")
         closed = kind == "closed"
-        requests = trace(args.requests, args.seed, 5.0 if closed else float(value))
+        requests = trace(args.requests, args.seed, 5.0 if closed else float(value), lengths)
         clients = int(value) if closed else 0
         label = (f"closed loop: {clients} clients take the trace's requests in order" if closed else
                  f"open loop: {float(value):g} arrivals/s, each request at its time")
@@ -194,9 +196,9 @@ def main() -> int:
         bound = None if closed else max(at + tokens / TPS for at, _, tokens in requests)
         tables.append(compare(label, median_of(runs["fifo"]), median_of(runs["swap-aware"]), bound))
     print(f"\n{args.requests} requests, seed {args.seed}, {args.rounds} round(s), medians; 3 models of which 2 fit, "
-          f"load {args.load:g} s, {TPS:g} tok/s, "
-          f"min_residency {args.min_residency:g} s, max_wait {MAX_WAIT:g} s; load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f} (before), {os.getloadavg()[0]:.2f} (after)")
+          f"load {args.load:g} s, {TPS:g} tok/s, answers of {args.lengths} tokens, min_residency "
+          f"{args.min_residency:g} s, max_wait {MAX_WAIT:g} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          f"(before), {os.getloadavg()[0]:.2f} (after)")
     print("\n".join(tables))
     return 0
 
