@@ -5,10 +5,11 @@
 - ``"swap-aware"`` (the default) avoids thrashing. A start that needs memory held by busy models waits for them (it
   never refuses at once) while their requests go on; a model stays loaded at least ``min_residency`` seconds, and
   after that an idle one is not evicted the moment it goes idle but once it has sat idle, or the requests waiting
-  for the cold model have waited in all, as long as its reload takes (``SwapWait.kept``); requests for a cold model share one start, so one load serves all of them; when several cold models wait for the
-  same room, the one with the most waiting requests goes first (then the oldest). A busy model past its residency
-  whose waiting requests are served is drained (it admits nothing new, what is in flight finishes, then it is
-  evicted) once more requests wait for the cold model than it has in flight; aging bounds the rest: after
+  for the cold model have waited in all, as long as its reload takes (``SwapWait.kept``); requests for a cold
+  model share one start, so one load serves all of them; when several cold models wait for the same room, the one
+  with the most waiting requests goes first (then the oldest). A busy model past its residency whose waiting
+  requests are served is drained (it admits nothing new, what is in flight finishes, then it is evicted) once more
+  requests wait for the cold model than it has in flight; aging bounds the rest: after
   ``max_wait / 2`` a start goes ahead of the others in arrival order and drains the models in its way, and at
   ``max_wait`` it gives up with 503.
 - ``"fifo"`` is the behaviour before this scheduler: a start evicts idle models at once (least recently used, no
@@ -146,8 +147,8 @@ class SwapWait:
         those that served a request a moment ago. An idle model may be asked for again at once, and evicting it
         then is how FIFO thrashes; keeping it while requests wait here idles the device. So, past its residency,
         it goes once it has sat idle as long as reloading it takes, or once the requests waiting here have
-        waited that long in all while it sat idle (the classic ski-rental rule: either way the time lost is at
-        most twice what the better choice would have lost; many waiting requests make it go sooner). None once
+        waited that long in all while it sat idle (the classic ski-rental rule: the time lost is at most twice
+        what the better choice in hindsight would have lost; many waiting requests make it go sooner). None once
         aging has begun, none for FIFO."""
         if not self.on or self.aging:
             return []
@@ -159,6 +160,7 @@ class SwapWait:
         return kept
 
     def why_blocked(self, victim: Supervisor) -> str:
+        """Why ``victim`` still holds the room, for the ``swap-wait`` event."""
         if victim.state != State.READY:
             return victim.state.value
         if victim.busy:
