@@ -339,7 +339,7 @@ class Accounting:
     def revoke_key(self, key_id: str) -> dict[str, Any]:
         if self.store is None or not self.store.revoke_key(key_id):
             raise NotFound(f"no key {key_id}")
-        self.security.keys = {h: k for h, k in self.security.keys.items() if k.id != key_id}
+        self.security.load_store_keys()  # a change taken here: a key sync that read before it is dropped
         return {"id": key_id, "revoked": True}
 
     def budgets(self) -> list[dict[str, Any]]:
