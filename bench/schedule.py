@@ -13,7 +13,9 @@ FIFO evicts them at once and thrashes), open loop at 5/s (models are busy: FIFO 
 and closed loop with 8 clients taking the trace's requests in order (a batch or an agent framework's workers).
 
     python bench/schedule.py [--requests 60] [--seed 7] [--shapes open:1,open:5,closed:8] [--load 4]
-                             [--min-residency 10] [--rounds 1] [--lengths 8,16,32,64]      (BENCH_EVENTS=1 also prints each run's events)
+                             [--min-residency 10] [--rounds 1] [--lengths 8,16,32,64]
+
+BENCH_EVENTS=1 also prints each run's events.
 """
 
 from __future__ import annotations
